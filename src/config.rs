@@ -1,0 +1,189 @@
+//! Settings read once from the environment when the process starts.
+
+use url::Url;
+
+/// Policies that may be attached when `ALLOWED_POLICY_ARNS` is not set: the three Elastic Beanstalk
+/// instance policies, in any partition.
+pub const DEFAULT_ALLOWED_POLICIES: &str = "arn:*:iam::aws:policy/AWSElasticBeanstalkWebTier,\
+arn:*:iam::aws:policy/AWSElasticBeanstalkWorkerTier,\
+arn:*:iam::aws:policy/AWSElasticBeanstalkMulticontainerDocker";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub response_urls: ResponseUrlPolicy,
+    pub policies: PolicyAllowList,
+}
+
+impl Config {
+    /// Reads `ALLOWED_RESPONSE_URL_PREFIXES` and `ALLOWED_POLICY_ARNS`.
+    pub fn from_env() -> Self {
+        let var = |name| {
+            std::env::var(name)
+                .ok()
+                .filter(|v: &String| !v.trim().is_empty())
+        };
+        Self {
+            response_urls: ResponseUrlPolicy::new(var("ALLOWED_RESPONSE_URL_PREFIXES").as_deref()),
+            policies: PolicyAllowList::new(
+                var("ALLOWED_POLICY_ARNS")
+                    .as_deref()
+                    .unwrap_or(DEFAULT_ALLOWED_POLICIES),
+            ),
+        }
+    }
+}
+
+fn split_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Which response URLs the function may contact.
+///
+/// CloudFormation's presigned URLs are https on `*.amazonaws.com` (`*.amazonaws.com.cn` in China).
+/// Anything else could point the function at an internal address, so it is refused unless an
+/// operator lists it as an extra prefix (the local emulator, for instance).
+#[derive(Debug, Clone, Default)]
+pub struct ResponseUrlPolicy {
+    extra_prefixes: Vec<String>,
+}
+
+impl ResponseUrlPolicy {
+    pub fn new(extra_prefixes: Option<&str>) -> Self {
+        Self {
+            extra_prefixes: extra_prefixes.map(split_list).unwrap_or_default(),
+        }
+    }
+
+    /// Returns the parsed URL, or why it may not be contacted.
+    pub fn check(&self, raw: &str) -> Result<Url, String> {
+        let url = Url::parse(raw).map_err(|e| format!("ResponseURL is not a valid URL: {e}"))?;
+        if self
+            .extra_prefixes
+            .iter()
+            .any(|p| raw.starts_with(p.as_str()))
+        {
+            return Ok(url);
+        }
+        let host = url.host_str().unwrap_or_default();
+        let aws_host = [".amazonaws.com", ".amazonaws.com.cn"]
+            .iter()
+            .any(|suffix| host.ends_with(suffix));
+        if url.scheme() == "https" && aws_host && url.port().is_none() {
+            Ok(url)
+        } else {
+            Err(format!(
+                "ResponseURL {} is not an https URL on *.amazonaws.com or *.amazonaws.com.cn \
+                 nor under ALLOWED_RESPONSE_URL_PREFIXES; it was not contacted",
+                crate::respond::redact(&url)
+            ))
+        }
+    }
+}
+
+/// ARN patterns (`*` matches any run of characters) that Tiers and ManagedPolicyArns may attach.
+#[derive(Debug, Clone)]
+pub struct PolicyAllowList {
+    patterns: Vec<String>,
+}
+
+impl PolicyAllowList {
+    pub fn new(list: &str) -> Self {
+        Self {
+            patterns: split_list(list),
+        }
+    }
+
+    pub fn allows(&self, arn: &str) -> bool {
+        self.patterns.iter().any(|p| glob_match(p, arn))
+    }
+}
+
+/// Matches `text` against `pattern`, where `*` stands for any run of characters.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches_stars_only_where_they_are() {
+        assert!(glob_match(
+            "arn:*:iam::aws:policy/A*",
+            "arn:aws:iam::aws:policy/Abc"
+        ));
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("a*b*c", "a-b-c"));
+        assert!(!glob_match("a*b*c", "a-c-b"));
+        assert!(!glob_match("abc", "abcd"));
+        assert!(glob_match("abc", "abc"));
+        assert!(!glob_match("a*bc", "abc-"));
+        assert!(!glob_match("ab*ba", "aba"));
+    }
+
+    #[test]
+    fn default_policies_are_the_elastic_beanstalk_ones_in_every_partition() {
+        let allow = PolicyAllowList::new(DEFAULT_ALLOWED_POLICIES);
+        for p in ["aws", "aws-cn", "aws-us-gov"] {
+            assert!(allow.allows(&format!(
+                "arn:{p}:iam::aws:policy/AWSElasticBeanstalkWebTier"
+            )));
+        }
+        assert!(!allow.allows("arn:aws:iam::aws:policy/AdministratorAccess"));
+        assert!(!allow.allows("arn:aws:iam::123456789012:policy/AWSElasticBeanstalkWebTier"));
+    }
+
+    #[test]
+    fn response_urls_must_be_cloudformation_s3_or_listed() {
+        let policy = ResponseUrlPolicy::new(Some("http://127.0.0.1:5000/"));
+        assert!(
+            policy
+                .check("https://cfn-resp.s3.amazonaws.com/key?X-Amz-Signature=x")
+                .is_ok()
+        );
+        assert!(
+            policy
+                .check("https://bucket.s3.cn-north-1.amazonaws.com.cn/k")
+                .is_ok()
+        );
+        assert!(policy.check("http://127.0.0.1:5000/bucket/key").is_ok());
+        for bad in [
+            "http://cfn-resp.s3.amazonaws.com/key",
+            "https://169.254.169.254/latest",
+            "https://amazonaws.com.evil.example/x",
+            "https://s3.amazonaws.com:8443/x",
+            "http://127.0.0.1:5001/x",
+            "not a url",
+        ] {
+            assert!(policy.check(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn a_refused_url_is_reported_without_its_signature() {
+        let err = ResponseUrlPolicy::default()
+            .check("http://10.0.0.1/k?X-Amz-Signature=secret")
+            .unwrap_err();
+        assert!(!err.contains("secret"), "{err}");
+    }
+}

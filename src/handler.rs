@@ -1,0 +1,249 @@
+//! One invocation, from event to delivered response.
+//!
+//! The one promise this module keeps: every request that can be answered is answered, before the
+//! Lambda deadline. A stack whose custom resource stays silent waits up to an hour, and its rollback
+//! another hour, so the work runs under a time budget that leaves room for the response, and in its
+//! own task so that a panic becomes a FAILED response instead of a silent crash.
+
+use crate::config::Config;
+use crate::iam::Iam;
+use crate::lifecycle;
+use crate::names;
+use crate::protocol::{self, Outcome, ReplyTo, Status};
+use crate::respond::{Responder, redact};
+use lambda_runtime::LambdaEvent;
+use serde_json::{Value, json};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+
+/// What every invocation shares: built once in `main`.
+#[derive(Debug)]
+pub struct Env {
+    pub iam: Iam,
+    pub config: Config,
+    pub responder: Responder,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error(transparent)]
+    InvalidRequest(#[from] protocol::InvalidRequest),
+    #[error("{0}")]
+    ResponseUrlRefused(String),
+    #[error(transparent)]
+    TooLong(#[from] protocol::TooLong),
+    #[error(transparent)]
+    Send(#[from] crate::respond::SendError),
+}
+
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(error: HandlerError) -> Self {
+        let error_type = match &error {
+            HandlerError::InvalidRequest(_) => "InvalidRequest",
+            HandlerError::ResponseUrlRefused(_) => "ResponseUrlRefused",
+            HandlerError::TooLong(_) => "ResponseTooLong",
+            HandlerError::Send(_) => "ResponseNotDelivered",
+        };
+        Self {
+            error_type: error_type.into(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+/// The time kept back from the work for delivering the response: a fifth of what is left, at
+/// least half a second, at most ten seconds.
+pub fn response_reserve(left: Duration) -> Duration {
+    (left / 5).clamp(Duration::from_millis(500), Duration::from_secs(10))
+}
+
+/// Converts Lambda's deadline (milliseconds since the epoch) into an [`Instant`].
+fn deadline_of(epoch_ms: u64) -> Instant {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    Instant::now() + Duration::from_millis(epoch_ms.saturating_sub(now_ms))
+}
+
+/// Runs `work` in its own task within `budget`. A panic or an overrun becomes a FAILED outcome
+/// with `physical_id`; an overrun also stops the work.
+pub async fn guarded<F>(work: F, budget: Duration, physical_id: &str) -> Outcome
+where
+    F: Future<Output = Outcome> + Send + 'static,
+{
+    let mut task = tokio::spawn(work);
+    match tokio::time::timeout(budget, &mut task).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(joined)) => {
+            let detail = joined
+                .try_into_panic()
+                .ok()
+                .and_then(|p| {
+                    p.downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                })
+                .unwrap_or_else(|| "the task was cancelled".into());
+            tracing::error!(panic = %detail, "handler panicked");
+            Outcome::failed(physical_id, format!("internal error: {detail}"))
+        }
+        Err(_) => {
+            task.abort();
+            tracing::error!(budget_ms = budget.as_millis() as u64, "work timed out");
+            Outcome::failed(
+                physical_id,
+                format!(
+                    "timed out: IAM did not finish within {:.1} s, the time left before the function's \
+                     deadline less what the response needs; the work was stopped",
+                    budget.as_secs_f64()
+                ),
+            )
+        }
+    }
+}
+
+/// Handles one Lambda event. Returns an error (so that Lambda retries) only when no response could
+/// be delivered.
+pub async fn handle(env: Arc<Env>, event: LambdaEvent<Value>) -> Result<Value, HandlerError> {
+    let deadline = deadline_of(event.context.deadline);
+    let request = match protocol::parse(event.payload) {
+        Ok(request) => request,
+        Err(invalid) => return answer_invalid(&env, invalid, deadline).await,
+    };
+    let url = env
+        .config
+        .response_urls
+        .check(&request.reply_to.response_url)
+        .map_err(HandlerError::ResponseUrlRefused)?;
+    tracing::info!(
+        request_type = request.kind_name(),
+        stack_id = request.stack_id(),
+        logical_id = request.logical_id(),
+        request_id = request.request_id(),
+        response_url = %redact(&url),
+        "request received"
+    );
+
+    let left = deadline.saturating_duration_since(Instant::now());
+    let budget = left.saturating_sub(response_reserve(left));
+    let fallback = lifecycle::fallback_physical_id(&env.config, &request);
+    let work = {
+        let (env, request) = (env.clone(), request.clone());
+        async move { lifecycle::handle(&env.iam, &env.config, &request).await }
+    };
+    let outcome = guarded(work, budget, &fallback).await;
+    tracing::info!(
+        status = ?outcome.status,
+        physical_id = %outcome.physical_id,
+        reason = %outcome.reason,
+        "request handled"
+    );
+    deliver(&env, &request.reply_to, &url, &outcome, deadline).await
+}
+
+async fn deliver(
+    env: &Env,
+    reply_to: &ReplyTo,
+    url: &url::Url,
+    outcome: &Outcome,
+    deadline: Instant,
+) -> Result<Value, HandlerError> {
+    let body = protocol::render(reply_to, outcome)?;
+    env.responder.send(url, body, deadline).await?;
+    Ok(json!({
+        "Status": match outcome.status { Status::Success => "SUCCESS", Status::Failed => "FAILED" },
+        "PhysicalResourceId": outcome.physical_id,
+    }))
+}
+
+/// An event whose protocol fields are broken: FAILED if it says where to answer, else an error.
+async fn answer_invalid(
+    env: &Env,
+    invalid: protocol::InvalidRequest,
+    deadline: Instant,
+) -> Result<Value, HandlerError> {
+    tracing::error!(reason = %invalid.reason, "invalid request");
+    let Some(reply_to) = invalid.reply_to.clone() else {
+        return Err(invalid.into());
+    };
+    let url = env
+        .config
+        .response_urls
+        .check(&reply_to.response_url)
+        .map_err(HandlerError::ResponseUrlRefused)?;
+    let physical_id = invalid.physical_id.clone().unwrap_or_else(|| {
+        names::generated(
+            &reply_to.stack_id,
+            &reply_to.logical_id,
+            &reply_to.request_id,
+        )
+    });
+    let outcome = Outcome::failed(physical_id, invalid.to_string());
+    deliver(env, &reply_to, &url, &outcome, deadline).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_becomes_failed_with_its_message() {
+        let outcome = guarded(
+            async { panic!("boom at step 3") },
+            Duration::from_secs(5),
+            "p",
+        )
+        .await;
+        assert_eq!(outcome.status, Status::Failed);
+        assert_eq!(outcome.physical_id, "p");
+        assert!(
+            outcome.reason.contains("boom at step 3"),
+            "{}",
+            outcome.reason
+        );
+    }
+
+    #[tokio::test]
+    async fn an_overrun_becomes_failed_and_stops_the_work() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let work = async move {
+            let _keep = tx;
+            std::future::pending::<Outcome>().await
+        };
+        let outcome = guarded(work, Duration::from_millis(50), "p").await;
+        assert_eq!(outcome.status, Status::Failed);
+        assert!(outcome.reason.contains("timed out"), "{}", outcome.reason);
+        // The aborted task drops its sender: the work really stopped.
+        assert!(rx.await.is_err());
+    }
+
+    #[tokio::test]
+    async fn finished_work_passes_through() {
+        let outcome = guarded(
+            async { Outcome::success("p", "ok") },
+            Duration::from_secs(5),
+            "x",
+        )
+        .await;
+        assert_eq!(outcome, Outcome::success("p", "ok"));
+    }
+
+    #[test]
+    fn the_reserve_scales_with_the_time_left() {
+        assert_eq!(
+            response_reserve(Duration::from_secs(1)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            response_reserve(Duration::from_secs(20)),
+            Duration::from_secs(4)
+        );
+        assert_eq!(
+            response_reserve(Duration::from_secs(900)),
+            Duration::from_secs(10)
+        );
+    }
+}

@@ -1,0 +1,361 @@
+//! The only module that talks to IAM.
+//!
+//! Every failure comes back as an [`IamError`] that names the IAM action and IAM's error code, which
+//! is what a FAILED Reason must show. Deciding on codes, never on HTTP status, matters here: IAM
+//! answers EntityAlreadyExists, LimitExceeded, DeleteConflict and ConcurrentModification all as 409.
+
+use crate::names::{IamPath, PolicyName, ProfileName, RoleName};
+use crate::plan::{Plan, ProfileState, RoleState, Step, Tags, Target};
+use crate::spec::{Spec, TRUST_POLICY};
+use aws_sdk_iam::Client;
+use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::types::Tag;
+use futures_util::future::join_all;
+use std::collections::BTreeSet;
+
+/// An IAM call that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("iam:{action} failed with {code}: {message}")]
+pub struct IamError {
+    /// The IAM action, as in an IAM policy (`CreateRole`).
+    pub action: &'static str,
+    /// IAM's error code (`AccessDenied`), or the kind of transport failure.
+    pub code: String,
+    pub message: String,
+}
+
+impl IamError {
+    pub fn is(&self, code: &str) -> bool {
+        self.code == code
+    }
+}
+
+fn iam_error<E, R>(action: &'static str, err: SdkError<E, R>) -> IamError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let code = match &err {
+        SdkError::ServiceError(_) => err.code().unwrap_or("Unknown").to_owned(),
+        SdkError::TimeoutError(_) => "Timeout".into(),
+        SdkError::DispatchFailure(_) => "DispatchFailure".into(),
+        SdkError::ResponseError(_) => "ResponseError".into(),
+        SdkError::ConstructionFailure(_) => "ConstructionFailure".into(),
+        _ => "Unknown".into(),
+    };
+    let message = match err.message() {
+        Some(m) => m.to_owned(),
+        None => DisplayErrorContext(&err).to_string(),
+    };
+    IamError {
+        action,
+        code,
+        message,
+    }
+}
+
+/// Maps NoSuchEntity to `None`: for reads it means absent, for deletions it means done.
+fn absent_ok<T>(result: Result<T, IamError>) -> Result<Option<T>, IamError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is("NoSuchEntity") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn sdk_tags(tags: &Tags) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .expect("a tag with key and value set builds")
+        })
+        .collect()
+}
+
+fn tag_map(tags: &[Tag]) -> Tags {
+    tags.iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect()
+}
+
+/// IAM, seen through the calls this function makes.
+#[derive(Debug, Clone)]
+pub struct Iam {
+    client: Client,
+}
+
+impl Iam {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// Creates the role with everything CreateRole can set at once. `Ok(None)`: it exists already.
+    pub async fn create_role(
+        &self,
+        name: &RoleName,
+        path: &IamPath,
+        spec: &Spec,
+        tags: &Tags,
+    ) -> Result<Option<String>, IamError> {
+        let result = self
+            .client
+            .create_role()
+            .role_name(name.as_str())
+            .path(path.as_str())
+            .assume_role_policy_document(TRUST_POLICY)
+            .description(&spec.description)
+            .max_session_duration(spec.max_session_duration)
+            .set_permissions_boundary(spec.permissions_boundary.clone())
+            .set_tags(Some(sdk_tags(tags)))
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Some(
+                out.role().map(|r| r.arn().to_owned()).unwrap_or_default(),
+            )),
+            Err(e) => match iam_error("CreateRole", e) {
+                e if e.is("EntityAlreadyExists") => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Creates the instance profile with its tags. `Ok(None)`: it exists already.
+    pub async fn create_profile(
+        &self,
+        name: &ProfileName,
+        path: &IamPath,
+        tags: &Tags,
+    ) -> Result<Option<String>, IamError> {
+        let result = self
+            .client
+            .create_instance_profile()
+            .instance_profile_name(name.as_str())
+            .path(path.as_str())
+            .set_tags(Some(sdk_tags(tags)))
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Some(
+                out.instance_profile()
+                    .map(|p| p.arn().to_owned())
+                    .unwrap_or_default(),
+            )),
+            Err(e) => match iam_error("CreateInstanceProfile", e) {
+                e if e.is("EntityAlreadyExists") => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// The role and its attached managed policies, or `None` if there is no such role.
+    pub async fn role(&self, name: &RoleName) -> Result<Option<RoleState>, IamError> {
+        let (role, attached) = tokio::join!(
+            self.client.get_role().role_name(name.as_str()).send(),
+            self.attached_policies(name)
+        );
+        let Some(out) = absent_ok(role.map_err(|e| iam_error("GetRole", e)))? else {
+            return Ok(None);
+        };
+        let Some(role) = out.role() else {
+            return Ok(None);
+        };
+        Ok(Some(RoleState {
+            arn: role.arn().to_owned(),
+            tags: tag_map(role.tags()),
+            description: role.description().map(str::to_owned),
+            max_session_duration: role.max_session_duration(),
+            permissions_boundary: role
+                .permissions_boundary()
+                .and_then(|b| b.permissions_boundary_arn())
+                .map(str::to_owned),
+            attached: absent_ok(attached)?.unwrap_or_default(),
+        }))
+    }
+
+    async fn attached_policies(&self, role: &RoleName) -> Result<BTreeSet<String>, IamError> {
+        let items: Vec<_> = self
+            .client
+            .list_attached_role_policies()
+            .role_name(role.as_str())
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(|e| iam_error("ListAttachedRolePolicies", e))?;
+        Ok(items
+            .iter()
+            .filter_map(|p| p.policy_arn().map(str::to_owned))
+            .collect())
+    }
+
+    /// Names of the role's inline policies.
+    pub async fn inline_policy_names(&self, role: &RoleName) -> Result<Vec<PolicyName>, IamError> {
+        let names: Vec<String> = self
+            .client
+            .list_role_policies()
+            .role_name(role.as_str())
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(|e| iam_error("ListRolePolicies", e))?;
+        Ok(names
+            .iter()
+            .filter_map(|n| PolicyName::parse(n).ok())
+            .collect())
+    }
+
+    /// The instance profile, or `None` if there is none of that name. Tags come from
+    /// GetInstanceProfile, which carries them, in one call.
+    pub async fn profile(&self, name: &ProfileName) -> Result<Option<ProfileState>, IamError> {
+        let out = self
+            .client
+            .get_instance_profile()
+            .instance_profile_name(name.as_str())
+            .send()
+            .await
+            .map_err(|e| iam_error("GetInstanceProfile", e));
+        Ok(absent_ok(out)?
+            .and_then(|out| out.instance_profile().cloned())
+            .map(|p| ProfileState {
+                arn: p.arn().to_owned(),
+                tags: tag_map(p.tags()),
+                roles: p.roles().iter().map(|r| r.role_name().to_owned()).collect(),
+            }))
+    }
+
+    /// Runs the plan round by round. All calls of a round finish before the next round starts or an
+    /// error is returned, so a failure never leaves a call running unseen.
+    pub async fn run(&self, target: &Target, plan: &Plan) -> Result<(), IamError> {
+        for round in &plan.rounds {
+            let results = join_all(round.iter().map(|step| self.apply(target, step))).await;
+            if let Some(err) = results.into_iter().find_map(Result::err) {
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes one call. Removals that find nothing to remove have nothing left to do and succeed.
+    pub async fn apply(&self, target: &Target, step: &Step) -> Result<(), IamError> {
+        let c = &self.client;
+        let role = target.role.as_str();
+        let profile = target.profile.as_str();
+        tracing::info!(?step, role, profile, "iam call");
+        /// Sends a request and names its IAM action on failure.
+        macro_rules! send {
+            ($action:literal, $request:expr) => {
+                $request
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| iam_error($action, e))
+            };
+        }
+        /// The same for a removal, where NoSuchEntity means done.
+        macro_rules! remove {
+            ($action:literal, $request:expr) => {
+                absent_ok(send!($action, $request)).map(drop)
+            };
+        }
+        match step {
+            Step::AttachPolicy(arn) => send!(
+                "AttachRolePolicy",
+                c.attach_role_policy().role_name(role).policy_arn(arn)
+            ),
+            Step::DetachPolicy(arn) => remove!(
+                "DetachRolePolicy",
+                c.detach_role_policy().role_name(role).policy_arn(arn)
+            ),
+            Step::PutInlinePolicy(name, document) => send!(
+                "PutRolePolicy",
+                c.put_role_policy()
+                    .role_name(role)
+                    .policy_name(name.as_str())
+                    .policy_document(document)
+            ),
+            Step::DeleteInlinePolicy(name) => remove!(
+                "DeleteRolePolicy",
+                c.delete_role_policy()
+                    .role_name(role)
+                    .policy_name(name.as_str())
+            ),
+            Step::UpdateRole {
+                description,
+                max_session_duration,
+            } => send!(
+                "UpdateRole",
+                c.update_role()
+                    .role_name(role)
+                    .description(description)
+                    .max_session_duration(*max_session_duration)
+            ),
+            Step::PutPermissionsBoundary(arn) => send!(
+                "PutRolePermissionsBoundary",
+                c.put_role_permissions_boundary()
+                    .role_name(role)
+                    .permissions_boundary(arn)
+            ),
+            Step::DeletePermissionsBoundary => remove!(
+                "DeleteRolePermissionsBoundary",
+                c.delete_role_permissions_boundary().role_name(role)
+            ),
+            Step::TagRole(tags) => send!(
+                "TagRole",
+                c.tag_role().role_name(role).set_tags(Some(sdk_tags(tags)))
+            ),
+            Step::UntagRole(keys) => send!(
+                "UntagRole",
+                c.untag_role()
+                    .role_name(role)
+                    .set_tag_keys(Some(keys.clone()))
+            ),
+            Step::TagProfile(tags) => send!(
+                "TagInstanceProfile",
+                c.tag_instance_profile()
+                    .instance_profile_name(profile)
+                    .set_tags(Some(sdk_tags(tags)))
+            ),
+            Step::UntagProfile(keys) => send!(
+                "UntagInstanceProfile",
+                c.untag_instance_profile()
+                    .instance_profile_name(profile)
+                    .set_tag_keys(Some(keys.clone()))
+            ),
+            Step::AddRoleToProfile => {
+                let added = send!(
+                    "AddRoleToInstanceProfile",
+                    c.add_role_to_instance_profile()
+                        .instance_profile_name(profile)
+                        .role_name(role)
+                );
+                // IAM answers LimitExceeded when the profile already holds a role, this very role
+                // included (a duplicate delivery got there first): that case is success.
+                match added {
+                    Err(e) if e.is("LimitExceeded") => match self.profile(&target.profile).await? {
+                        Some(p) if p.holds(&target.role) => Ok(()),
+                        _ => Err(e),
+                    },
+                    other => other,
+                }
+            }
+            Step::RemoveRoleFromProfile(other) => remove!(
+                "RemoveRoleFromInstanceProfile",
+                c.remove_role_from_instance_profile()
+                    .instance_profile_name(profile)
+                    .role_name(other)
+            ),
+            Step::DeleteProfile => remove!(
+                "DeleteInstanceProfile",
+                c.delete_instance_profile().instance_profile_name(profile)
+            ),
+            Step::DeleteRole => remove!("DeleteRole", c.delete_role().role_name(role)),
+        }
+    }
+}

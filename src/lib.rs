@@ -1,0 +1,27 @@
+//! eb-instance-profile: a CloudFormation custom resource that provisions the EC2 instance profile an
+//! Elastic Beanstalk environment runs with.
+//!
+//! The event flows one way through these modules:
+//!
+//! ```text
+//! protocol::parse -> spec::Spec -> lifecycle (plan <-> iam) -> protocol::Response -> respond
+//! ```
+//!
+//! * [`protocol`] reads the CloudFormation request in two stages and renders the response body.
+//! * [`spec`] turns resource properties into a validated desired state (pure).
+//! * [`names`] validates and generates IAM names (pure).
+//! * [`plan`] compares the desired state with what IAM holds and lists the calls to make (pure).
+//! * [`iam`] is the only module that talks to IAM.
+//! * [`lifecycle`] runs Create, Update and Delete by combining the above.
+//! * [`respond`] delivers the response to the presigned URL.
+//! * [`handler`] ties one invocation together: deadline, panic guard, response.
+
+pub mod config;
+pub mod handler;
+pub mod iam;
+pub mod lifecycle;
+pub mod names;
+pub mod plan;
+pub mod protocol;
+pub mod respond;
+pub mod spec;

@@ -1,0 +1,515 @@
+//! Create, Update and Delete: the spec, the plan and IAM put together.
+//!
+//! The rules that make the resource safe to retry and to roll back live here:
+//! * only entities carrying this resource's ownership tags are changed or deleted;
+//! * a Create delivered twice converges on what the first delivery made (same generated names);
+//! * a failed Create removes what it made and answers with an id that a later Delete handles;
+//! * a replacement never reuses the names of the entities it replaces.
+
+use crate::config::Config;
+use crate::iam::{Iam, IamError};
+use crate::names::{self, ProfileName, RoleName};
+use crate::plan::{self, Desired, Found, Owner, ProfileState, RoleState, TAG_ROLE_NAME, Target};
+use crate::protocol::{Kind, Outcome, Request};
+use crate::spec::{InvalidProperty, Partition, Spec};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Invalid(#[from] InvalidProperty),
+    #[error(transparent)]
+    Iam(#[from] IamError),
+    #[error(
+        "{entity} {name} already exists and does not belong to this resource \
+         (its eb-instance-profile ownership tags do not name this stack and logical id); it was left unchanged"
+    )]
+    NotOwned { entity: &'static str, name: String },
+    #[error(
+        "changing {changed} replaces the instance profile, but {property} would stay {name}, the name of \
+         the entity being replaced; give {property} a new value (or remove it to get a generated name)"
+    )]
+    NeedsNewName {
+        changed: String,
+        property: &'static str,
+        name: String,
+    },
+    #[error(
+        "PhysicalResourceId {0:?} is not an instance profile name this function could have made"
+    )]
+    UnknownPhysicalId(String),
+}
+
+/// The validated spec of a request's properties, allowed by the operator's settings.
+fn prepare(
+    config: &Config,
+    properties: &Value,
+    stack_id: &str,
+) -> Result<(Spec, Partition), InvalidProperty> {
+    let partition = Partition::from_stack_id(stack_id)?;
+    let spec = Spec::parse(properties, &partition)?;
+    spec.check_allowed(&config.policies)?;
+    Ok((spec, partition))
+}
+
+fn owner_of(request: &Request) -> Owner {
+    Owner {
+        stack_id: request.stack_id().to_owned(),
+        logical_id: request.logical_id().to_owned(),
+    }
+}
+
+/// Names for new entities: the template's, or generated from the request.
+fn new_target(spec: &Spec, request: &Request) -> Target {
+    let generated = || {
+        names::generated(
+            request.stack_id(),
+            request.logical_id(),
+            request.request_id(),
+        )
+    };
+    let profile = spec.instance_profile_name.clone().unwrap_or_else(|| {
+        ProfileName::parse(&generated()).expect("generated names are valid profile names")
+    });
+    let role = spec.role_name.clone().unwrap_or_else(|| {
+        RoleName::parse(profile.as_str())
+            .or_else(|_| RoleName::parse(&generated()))
+            .expect("generated names are valid role names")
+    });
+    Target { profile, role }
+}
+
+/// The PhysicalResourceId to answer with when the work cannot finish (a timeout or a panic): the
+/// request's own for Update and Delete; for Create the name the profile gets, so that the Delete
+/// CloudFormation sends on rollback finds whatever was made.
+pub fn fallback_physical_id(config: &Config, request: &Request) -> String {
+    match &request.kind {
+        Kind::Update { physical_id, .. } | Kind::Delete { physical_id } => physical_id.clone(),
+        Kind::Create => match prepare(config, &request.properties, request.stack_id()) {
+            Ok((spec, _)) => new_target(&spec, request).profile.to_string(),
+            Err(_) => names::generated(
+                request.stack_id(),
+                request.logical_id(),
+                request.request_id(),
+            ),
+        },
+    }
+}
+
+/// Handles one request. Every path ends in an [`Outcome`]; nothing here returns early unanswered.
+pub async fn handle(iam: &Iam, config: &Config, request: &Request) -> Outcome {
+    // Boxed: the SDK's futures nest deeply, and one unboxed state machine for all three would
+    // exceed the compiler's layout depth.
+    match &request.kind {
+        Kind::Create => Box::pin(create(iam, config, request)).await,
+        Kind::Update {
+            physical_id,
+            old_properties,
+        } => Box::pin(update(iam, config, request, physical_id, old_properties)).await,
+        Kind::Delete { physical_id } => Box::pin(delete(iam, request, physical_id)).await,
+    }
+}
+
+async fn create(iam: &Iam, config: &Config, request: &Request) -> Outcome {
+    let (spec, _) = match prepare(config, &request.properties, request.stack_id()) {
+        Ok(prepared) => prepared,
+        // Nothing was made: the generated name exists nowhere, so the rollback Delete is a no-op.
+        Err(e) => return Outcome::failed(fallback_physical_id(config, request), e.to_string()),
+    };
+    let owner = owner_of(request);
+    let target = new_target(&spec, request);
+    let desired = Desired {
+        target: &target,
+        spec: &spec,
+        owner: &owner,
+    };
+    match build(iam, desired, None, Order::CreateFirst).await {
+        Ok(built) => success(desired, &built, "created"),
+        Err((error, _)) => {
+            // Whatever this resource owns at these names was made for this Create (by this delivery
+            // or an earlier one of the same request): remove it all.
+            let undo = discard(iam, &target, &owner, (true, true)).await;
+            Outcome::failed(target.profile.to_string(), with_undo(error, undo))
+        }
+    }
+}
+
+async fn update(
+    iam: &Iam,
+    config: &Config,
+    request: &Request,
+    physical_id: &str,
+    old_properties: &Value,
+) -> Outcome {
+    let (spec, partition) = match prepare(config, &request.properties, request.stack_id()) {
+        Ok(prepared) => prepared,
+        Err(e) => return Outcome::failed(physical_id, e.to_string()),
+    };
+    // The old properties were accepted once; if they no longer parse, nothing is known to remove.
+    let old = Spec::parse(old_properties, &partition).ok();
+    let changed = old
+        .as_ref()
+        .map(|old| spec.identity().changed(&old.identity()))
+        .unwrap_or_default();
+    let owner = owner_of(request);
+    let result = if changed.is_empty() {
+        update_in_place(iam, request, &spec, old.as_ref(), &owner, physical_id).await
+    } else {
+        replace(
+            iam,
+            request,
+            &spec,
+            old.as_ref(),
+            &owner,
+            physical_id,
+            &changed.join(", "),
+        )
+        .await
+    };
+    result.unwrap_or_else(|e| Outcome::failed(physical_id, e.to_string()))
+}
+
+async fn update_in_place(
+    iam: &Iam,
+    request: &Request,
+    spec: &Spec,
+    old: Option<&Spec>,
+    owner: &Owner,
+    physical_id: &str,
+) -> Result<Outcome, Error> {
+    let profile = ProfileName::parse(physical_id)
+        .map_err(|_| Error::UnknownPhysicalId(physical_id.into()))?;
+    let existing = iam.profile(&profile).await?;
+    if existing.as_ref().is_some_and(|p| !owner.owns(&p.tags)) {
+        return Err(Error::NotOwned {
+            entity: "Instance profile",
+            name: profile.to_string(),
+        });
+    }
+    let role = spec
+        .role_name
+        .clone()
+        .or_else(|| existing.as_ref().and_then(role_of))
+        .or_else(|| RoleName::parse(physical_id).ok())
+        .unwrap_or_else(|| new_target(spec, request).role);
+    let target = Target { profile, role };
+    let desired = Desired {
+        target: &target,
+        spec,
+        owner,
+    };
+    let built = build(iam, desired, old, Order::ReadFirst)
+        .await
+        .map_err(|(e, _)| e)?;
+    Ok(success(desired, &built, "updated"))
+}
+
+async fn replace(
+    iam: &Iam,
+    request: &Request,
+    spec: &Spec,
+    old: Option<&Spec>,
+    owner: &Owner,
+    physical_id: &str,
+    changed: &str,
+) -> Result<Outcome, Error> {
+    let target = new_target(spec, request);
+    let needs_new_name = |property, name: &str| Error::NeedsNewName {
+        changed: changed.into(),
+        property,
+        name: name.into(),
+    };
+    if target.profile.same_entity(physical_id) {
+        return Err(needs_new_name(
+            "InstanceProfileName",
+            target.profile.as_str(),
+        ));
+    }
+    let old_profile = match ProfileName::parse(physical_id) {
+        Ok(name) => iam.profile(&name).await?.filter(|p| owner.owns(&p.tags)),
+        Err(_) => None,
+    };
+    let old_role = old_profile
+        .as_ref()
+        .and_then(role_of)
+        .or_else(|| old.and_then(|o| o.role_name.clone()))
+        .or_else(|| RoleName::parse(physical_id).ok());
+    if old_role.is_some_and(|r| target.role.same_entity(r.as_str())) {
+        return Err(needs_new_name("RoleName", target.role.as_str()));
+    }
+    let desired = Desired {
+        target: &target,
+        spec,
+        owner,
+    };
+    match build(iam, desired, None, Order::CreateFirst).await {
+        // CloudFormation sees the new PhysicalResourceId and later deletes the old one.
+        Ok(built) => Ok(success(desired, &built, "replaced")),
+        Err((error, made)) => {
+            // Only what this request made: an owned entity that existed already may be the
+            // original that a rollback is returning to.
+            let undo = discard(iam, &target, owner, made).await;
+            Ok(Outcome::failed(physical_id, with_undo(error, undo)))
+        }
+    }
+}
+
+async fn delete(iam: &Iam, request: &Request, physical_id: &str) -> Outcome {
+    let owner = owner_of(request);
+    let Ok(profile_name) = ProfileName::parse(physical_id) else {
+        // Not a name this function makes (CloudFormation invents ids for Creates it cancelled).
+        return Outcome::success(
+            physical_id,
+            "nothing to delete: not an instance profile name",
+        );
+    };
+    let result = async {
+        let profile = iam
+            .profile(&profile_name)
+            .await?
+            .filter(|p| owner.owns(&p.tags));
+        let props_role = request
+            .properties
+            .get("RoleName")
+            .and_then(Value::as_str)
+            .and_then(|r| RoleName::parse(r).ok());
+        let Some(role_name) = profile
+            .as_ref()
+            .and_then(role_of)
+            .or(props_role)
+            .or_else(|| RoleName::parse(physical_id).ok())
+        else {
+            return Ok(None);
+        };
+        let target = Target {
+            profile: profile_name.clone(),
+            role: role_name,
+        };
+        let found = find_owned(iam, &target, &owner, profile, (true, true)).await?;
+        let what = describe(&found);
+        iam.run(&target, &plan::teardown(&target, &found)).await?;
+        Ok::<_, Error>(Some(what))
+    }
+    .await;
+    match result {
+        Ok(Some(what)) if !what.is_empty() => {
+            Outcome::success(physical_id, format!("deleted {what}"))
+        }
+        Ok(_) => Outcome::success(
+            physical_id,
+            "nothing to delete: no instance profile or role of this resource exists",
+        ),
+        Err(e) => Outcome::failed(physical_id, e.to_string()),
+    }
+}
+
+/// The role an owned instance profile names: its tag, else the role inside it.
+fn role_of(profile: &ProfileState) -> Option<RoleName> {
+    profile
+        .tags
+        .get(TAG_ROLE_NAME)
+        .into_iter()
+        .chain(profile.roles.first())
+        .find_map(|r| RoleName::parse(r).ok())
+}
+
+fn describe(found: &Found) -> String {
+    let mut parts = Vec::new();
+    if let Some((p, true)) = &found.profile {
+        parts.push(format!("instance profile {}", p.arn));
+    }
+    if let Some((r, _)) = &found.role {
+        parts.push(format!("role {}", r.arn));
+    }
+    parts.join(" and ")
+}
+
+/// Which of (profile, role) a request made, as opposed to found already there.
+type Made = (bool, bool);
+
+/// Whether to try creating entities first (Create: they usually do not exist) or to read first
+/// (Update: they usually do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    CreateFirst,
+    ReadFirst,
+}
+
+/// The entities of a resource after [`build`].
+struct Built {
+    role_arn: String,
+    profile_arn: String,
+}
+
+/// Makes the role and profile exist, owned, and converges them on `desired`.
+/// On failure, also says which entities this call made, for the caller to undo.
+async fn build(
+    iam: &Iam,
+    desired: Desired<'_>,
+    old: Option<&Spec>,
+    order: Order,
+) -> Result<Built, (Error, Made)> {
+    let (role, profile) = tokio::join!(
+        ensure_role(iam, desired, order),
+        ensure_profile(iam, desired, order)
+    );
+    let made = (
+        matches!(profile, Ok((_, true))),
+        matches!(role, Ok((_, true))),
+    );
+    let ((role, _), (profile, _)) = match (role, profile) {
+        (Ok(role), Ok(profile)) => (role, profile),
+        (Err(e), _) | (_, Err(e)) => return Err((e, made)),
+    };
+    let plan = plan::converge(desired, &role, &profile, old);
+    iam.run(desired.target, &plan)
+        .await
+        .map_err(|e| (e.into(), made))?;
+    Ok(Built {
+        role_arn: role.arn,
+        profile_arn: profile.arn,
+    })
+}
+
+fn check_owned<T>(
+    owner: &Owner,
+    entity: &'static str,
+    name: &str,
+    state: Option<T>,
+    tags: impl Fn(&T) -> &plan::Tags,
+) -> Result<Option<T>, Error> {
+    match state {
+        Some(s) if !owner.owns(tags(&s)) => Err(Error::NotOwned {
+            entity,
+            name: name.into(),
+        }),
+        other => Ok(other),
+    }
+}
+
+/// The role's state, and whether this call created it.
+async fn ensure_role(iam: &Iam, d: Desired<'_>, order: Order) -> Result<(RoleState, bool), Error> {
+    let name = &d.target.role;
+    let read = || async {
+        let state = iam.role(name).await?;
+        check_owned(d.owner, "Role", name.as_str(), state, |r| &r.tags)
+    };
+    if order == Order::ReadFirst
+        && let Some(state) = read().await?
+    {
+        return Ok((state, false));
+    }
+    match iam
+        .create_role(name, &d.spec.path, d.spec, &d.role_tags())
+        .await?
+    {
+        Some(arn) => Ok((d.created_role(arn), true)),
+        // Made meanwhile (a duplicate delivery) or by someone else: ownership decides.
+        None => read().await?.map(|s| (s, false)).ok_or_else(|| {
+            Error::Iam(IamError {
+                action: "GetRole",
+                code: "NoSuchEntity".into(),
+                message: format!("role {name} was reported to exist but cannot be read"),
+            })
+        }),
+    }
+}
+
+/// The instance profile's state, and whether this call created it.
+async fn ensure_profile(
+    iam: &Iam,
+    d: Desired<'_>,
+    order: Order,
+) -> Result<(ProfileState, bool), Error> {
+    let name = &d.target.profile;
+    let read = || async {
+        let state = iam.profile(name).await?;
+        check_owned(d.owner, "Instance profile", name.as_str(), state, |p| {
+            &p.tags
+        })
+    };
+    if order == Order::ReadFirst
+        && let Some(state) = read().await?
+    {
+        return Ok((state, false));
+    }
+    match iam
+        .create_profile(name, &d.spec.path, &d.profile_tags())
+        .await?
+    {
+        Some(arn) => Ok((d.created_profile(arn), true)),
+        None => read().await?.map(|s| (s, false)).ok_or_else(|| {
+            Error::Iam(IamError {
+                action: "GetInstanceProfile",
+                code: "NoSuchEntity".into(),
+                message: format!(
+                    "instance profile {name} was reported to exist but cannot be read"
+                ),
+            })
+        }),
+    }
+}
+
+/// Reads the owned entities at `target` among `which` (profile, role), with what Delete needs.
+async fn find_owned(
+    iam: &Iam,
+    target: &Target,
+    owner: &Owner,
+    profile: Option<ProfileState>,
+    which: Made,
+) -> Result<Found, Error> {
+    let role = match iam
+        .role(&target.role)
+        .await?
+        .filter(|r| owner.owns(&r.tags))
+    {
+        Some(role) if which.1 => Some((role, iam.inline_policy_names(&target.role).await?)),
+        _ => None,
+    };
+    Ok(Found {
+        profile: profile.map(|p| (p, which.0)),
+        role,
+    })
+}
+
+/// Deletes the owned entities at `target` among `which`. Returns what could not be undone.
+async fn discard(iam: &Iam, target: &Target, owner: &Owner, which: Made) -> Result<(), Error> {
+    if !which.0 && !which.1 {
+        return Ok(());
+    }
+    let profile = iam
+        .profile(&target.profile)
+        .await?
+        .filter(|p| owner.owns(&p.tags));
+    let found = find_owned(iam, target, owner, profile, which).await?;
+    iam.run(target, &plan::teardown(target, &found)).await?;
+    Ok(())
+}
+
+fn with_undo(error: Error, undo: Result<(), Error>) -> String {
+    match undo {
+        Ok(()) => error.to_string(),
+        Err(e) => format!("{error}; removing what was made also failed: {e}"),
+    }
+}
+
+fn success(desired: Desired<'_>, built: &Built, verb: &str) -> Outcome {
+    let t = desired.target;
+    let policies: Vec<&str> = desired.spec.policies.iter().map(String::as_str).collect();
+    let data = BTreeMap::from([
+        ("Arn".to_owned(), built.profile_arn.clone()),
+        ("InstanceProfileName".to_owned(), t.profile.to_string()),
+        ("InstanceProfileArn".to_owned(), built.profile_arn.clone()),
+        ("RoleName".to_owned(), t.role.to_string()),
+        ("RoleArn".to_owned(), built.role_arn.clone()),
+        ("ManagedPolicyArns".to_owned(), policies.join(",")),
+    ]);
+    Outcome {
+        data,
+        ..Outcome::success(
+            t.profile.to_string(),
+            format!("{verb} instance profile {} with role {}", t.profile, t.role),
+        )
+    }
+}

@@ -1,0 +1,27 @@
+//! The Lambda entry point: builds the shared clients once, then serves invocations.
+
+use eb_instance_profile::config::Config;
+use eb_instance_profile::handler::{self, Env};
+use eb_instance_profile::iam::Iam;
+use eb_instance_profile::respond::Responder;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+use std::sync::Arc;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    // JSON logs when the function's log format is JSON; the level from AWS_LAMBDA_LOG_LEVEL/RUST_LOG.
+    lambda_runtime::tracing::init_default_subscriber();
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let env = Arc::new(Env {
+        iam: Iam::new(aws_sdk_iam::Client::new(&sdk)),
+        config: Config::from_env(),
+        responder: Responder::new(),
+    });
+    // The event is taken as raw JSON: a typed event that failed to deserialize would be rejected
+    // before the handler runs, and nobody would tell CloudFormation.
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        handler::handle(env.clone(), event)
+    }))
+    .await
+}

@@ -1,0 +1,563 @@
+//! The calls that take IAM from what it holds to what the template wants (pure).
+//!
+//! A plan is a list of rounds; the calls of one round do not depend on each other and run
+//! concurrently, rounds run in order. The order of rounds is what keeps the role usable during a
+//! change: new policies are attached before removed ones are detached, a profile is emptied before a
+//! role is put in, and a role leaves its profile before either is deleted.
+
+use crate::names::{PolicyName, ProfileName, RoleName};
+use crate::spec::Spec;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Tag naming the stack that owns an entity.
+pub const TAG_STACK_ID: &str = "eb-instance-profile:stack-id";
+/// Tag naming the logical resource that owns an entity.
+pub const TAG_LOGICAL_ID: &str = "eb-instance-profile:logical-id";
+/// Tag on an instance profile naming its role, so that Delete finds the role even when the profile
+/// was emptied out of band.
+pub const TAG_ROLE_NAME: &str = "eb-instance-profile:role-name";
+
+pub type Tags = BTreeMap<String, String>;
+
+/// The CloudFormation resource on whose behalf entities are created. An entity is this resource's
+/// only when it carries both ownership tags with these values; nothing else is ever changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub stack_id: String,
+    pub logical_id: String,
+}
+
+impl Owner {
+    pub fn tags(&self) -> Tags {
+        Tags::from([
+            (TAG_STACK_ID.to_owned(), self.stack_id.clone()),
+            (TAG_LOGICAL_ID.to_owned(), self.logical_id.clone()),
+        ])
+    }
+
+    pub fn owns(&self, tags: &Tags) -> bool {
+        tags.get(TAG_STACK_ID) == Some(&self.stack_id)
+            && tags.get(TAG_LOGICAL_ID) == Some(&self.logical_id)
+    }
+}
+
+/// What IAM holds for a role.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RoleState {
+    pub arn: String,
+    pub tags: Tags,
+    pub description: Option<String>,
+    pub max_session_duration: Option<i32>,
+    pub permissions_boundary: Option<String>,
+    /// ARNs of the attached managed policies.
+    pub attached: BTreeSet<String>,
+}
+
+/// What IAM holds for an instance profile.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProfileState {
+    pub arn: String,
+    pub tags: Tags,
+    /// Names of the roles in the profile (IAM allows one).
+    pub roles: Vec<String>,
+}
+
+impl ProfileState {
+    pub fn holds(&self, role: &RoleName) -> bool {
+        self.roles.iter().any(|r| role.same_entity(r))
+    }
+}
+
+/// The entities one resource consists of, with their names resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub profile: ProfileName,
+    pub role: RoleName,
+}
+
+/// The desired state of a resource's entities.
+#[derive(Debug, Clone, Copy)]
+pub struct Desired<'a> {
+    pub target: &'a Target,
+    pub spec: &'a Spec,
+    pub owner: &'a Owner,
+}
+
+impl Desired<'_> {
+    pub fn role_tags(&self) -> Tags {
+        let mut tags = self.spec.tags.clone();
+        tags.extend(self.owner.tags());
+        tags
+    }
+
+    pub fn profile_tags(&self) -> Tags {
+        let mut tags = self.role_tags();
+        tags.insert(TAG_ROLE_NAME.into(), self.target.role.to_string());
+        tags
+    }
+
+    /// The state of a role this request has just created: everything CreateRole sets is in place.
+    pub fn created_role(&self, arn: String) -> RoleState {
+        RoleState {
+            arn,
+            tags: self.role_tags(),
+            description: Some(self.spec.description.clone()),
+            max_session_duration: Some(self.spec.max_session_duration),
+            permissions_boundary: self.spec.permissions_boundary.clone(),
+            attached: BTreeSet::new(),
+        }
+    }
+
+    /// The state of an instance profile this request has just created.
+    pub fn created_profile(&self, arn: String) -> ProfileState {
+        ProfileState {
+            arn,
+            tags: self.profile_tags(),
+            roles: Vec::new(),
+        }
+    }
+}
+
+/// One IAM call. Role calls act on [`Target::role`], profile calls on [`Target::profile`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    RemoveRoleFromProfile(String),
+    AttachPolicy(String),
+    PutInlinePolicy(PolicyName, String),
+    UpdateRole {
+        description: String,
+        max_session_duration: i32,
+    },
+    PutPermissionsBoundary(String),
+    TagRole(Tags),
+    TagProfile(Tags),
+    AddRoleToProfile,
+    DetachPolicy(String),
+    DeleteInlinePolicy(PolicyName),
+    DeletePermissionsBoundary,
+    UntagRole(Vec<String>),
+    UntagProfile(Vec<String>),
+    DeleteProfile,
+    DeleteRole,
+}
+
+/// Rounds of independent calls, to run in order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub rounds: Vec<Vec<Step>>,
+}
+
+impl Plan {
+    fn from_rounds(rounds: impl IntoIterator<Item = Vec<Step>>) -> Self {
+        Self {
+            rounds: rounds.into_iter().filter(|r| !r.is_empty()).collect(),
+        }
+    }
+
+    pub fn steps(&self) -> impl Iterator<Item = &Step> {
+        self.rounds.iter().flatten()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rounds.is_empty()
+    }
+}
+
+/// Tags to set (missing or with another value) and keys to remove (managed before, wanted no more).
+fn tag_changes(desired: &Tags, actual: &Tags, previously: Option<&Tags>) -> (Tags, Vec<String>) {
+    let set: Tags = desired
+        .iter()
+        .filter(|(k, v)| actual.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let remove = previously
+        .into_iter()
+        .flat_map(|old| old.keys())
+        .filter(|k| !desired.contains_key(*k) && actual.contains_key(*k))
+        .cloned()
+        .collect();
+    (set, remove)
+}
+
+/// The calls that converge an existing, owned role and profile on `desired`.
+///
+/// `old` is the state the template described before (an Update's OldResourceProperties). Only what
+/// it listed and the new one does not is removed: a policy or tag that someone else added to the role
+/// is not this resource's to take away. A policy the template lists but IAM lacks (detached out of
+/// band) is attached again.
+pub fn converge(
+    desired: Desired<'_>,
+    role: &RoleState,
+    profile: &ProfileState,
+    old: Option<&Spec>,
+) -> Plan {
+    let spec = desired.spec;
+    let mut empty_profile = Vec::new();
+    let mut grant = Vec::new();
+    let mut revoke = Vec::new();
+
+    let strangers: Vec<&String> = profile
+        .roles
+        .iter()
+        .filter(|r| !desired.target.role.same_entity(r))
+        .collect();
+    empty_profile.extend(
+        strangers
+            .iter()
+            .map(|r| Step::RemoveRoleFromProfile((*r).clone())),
+    );
+    if !profile.holds(&desired.target.role) {
+        grant.push(Step::AddRoleToProfile);
+    }
+
+    grant.extend(
+        spec.policies
+            .difference(&role.attached)
+            .map(|arn| Step::AttachPolicy(arn.clone())),
+    );
+    grant.extend(
+        spec.inline_policies
+            .iter()
+            .map(|(name, doc)| Step::PutInlinePolicy(name.clone(), doc.clone())),
+    );
+    if role.description.as_deref() != Some(spec.description.as_str())
+        || role.max_session_duration != Some(spec.max_session_duration)
+    {
+        grant.push(Step::UpdateRole {
+            description: spec.description.clone(),
+            max_session_duration: spec.max_session_duration,
+        });
+    }
+    match (&spec.permissions_boundary, &role.permissions_boundary) {
+        (Some(want), have) if have.as_ref() != Some(want) => {
+            grant.push(Step::PutPermissionsBoundary(want.clone()))
+        }
+        (None, Some(_)) if old.is_some_and(|o| o.permissions_boundary.is_some()) => {
+            revoke.push(Step::DeletePermissionsBoundary)
+        }
+        _ => {}
+    }
+
+    let old_tags = old.map(|o| &o.tags);
+    let (set, remove) = tag_changes(&desired.role_tags(), &role.tags, old_tags);
+    if !set.is_empty() {
+        grant.push(Step::TagRole(set));
+    }
+    if !remove.is_empty() {
+        revoke.push(Step::UntagRole(remove));
+    }
+    let (set, remove) = tag_changes(&desired.profile_tags(), &profile.tags, old_tags);
+    if !set.is_empty() {
+        grant.push(Step::TagProfile(set));
+    }
+    if !remove.is_empty() {
+        revoke.push(Step::UntagProfile(remove));
+    }
+
+    if let Some(old) = old {
+        revoke.extend(
+            old.policies
+                .iter()
+                .filter(|arn| !spec.policies.contains(*arn) && role.attached.contains(*arn))
+                .map(|arn| Step::DetachPolicy(arn.clone())),
+        );
+        revoke.extend(
+            old.inline_policies
+                .keys()
+                .filter(|name| !spec.inline_policies.contains_key(*name))
+                .map(|name| Step::DeleteInlinePolicy(name.clone())),
+        );
+    }
+
+    Plan::from_rounds([empty_profile, grant, revoke])
+}
+
+/// The owned entities found at a resource's names, to be deleted.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    /// The owned instance profile; `true` to delete it, `false` to keep it and only take the
+    /// role being deleted out of it.
+    pub profile: Option<(ProfileState, bool)>,
+    /// The owned role with the names of its inline policies.
+    pub role: Option<(RoleState, Vec<PolicyName>)>,
+}
+
+/// The calls that delete owned entities, in the order IAM requires: a role leaves its profile and
+/// loses its policies before either is deleted.
+///
+/// A role still in a profile that is not this resource's stays there; DeleteRole then fails with
+/// DeleteConflict, which is reported, rather than changing someone else's profile.
+pub fn teardown(target: &Target, found: &Found) -> Plan {
+    let mut detach = Vec::new();
+    let mut delete = Vec::new();
+    match &found.profile {
+        Some((profile, true)) => {
+            detach.extend(
+                profile
+                    .roles
+                    .iter()
+                    .map(|r| Step::RemoveRoleFromProfile(r.clone())),
+            );
+            delete.push(Step::DeleteProfile);
+        }
+        Some((profile, false)) if found.role.is_some() && profile.holds(&target.role) => {
+            detach.push(Step::RemoveRoleFromProfile(target.role.to_string()));
+        }
+        _ => {}
+    }
+    if let Some((role, inline)) = &found.role {
+        detach.extend(role.attached.iter().map(|a| Step::DetachPolicy(a.clone())));
+        detach.extend(inline.iter().map(|n| Step::DeleteInlinePolicy(n.clone())));
+        delete.push(Step::DeleteRole);
+    }
+    Plan::from_rounds([detach, delete])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Partition;
+    use serde_json::{Value, json};
+
+    fn spec(props: Value) -> Spec {
+        let partition =
+            Partition::from_stack_id("arn:aws:cloudformation:us-east-1:1:stack/s/i").unwrap();
+        Spec::parse(&props, &partition).unwrap()
+    }
+
+    fn owner() -> Owner {
+        Owner {
+            stack_id: "arn:aws:cloudformation:us-east-1:1:stack/s/i".into(),
+            logical_id: "Profile".into(),
+        }
+    }
+
+    fn target() -> Target {
+        Target {
+            profile: ProfileName::parse("p").unwrap(),
+            role: RoleName::parse("r").unwrap(),
+        }
+    }
+
+    fn web() -> String {
+        "arn:aws:iam::aws:policy/AWSElasticBeanstalkWebTier".into()
+    }
+
+    #[test]
+    fn ownership_needs_both_tags() {
+        let o = owner();
+        assert!(o.owns(&o.tags()));
+        let mut other_logical = o.tags();
+        other_logical.insert(TAG_LOGICAL_ID.into(), "Other".into());
+        assert!(!o.owns(&other_logical));
+        let mut only_stack = o.tags();
+        only_stack.remove(TAG_LOGICAL_ID);
+        assert!(!o.owns(&only_stack));
+        assert!(!o.owns(&Tags::new()));
+    }
+
+    #[test]
+    fn fresh_entities_get_policies_and_the_role_in_one_round() {
+        let s = spec(json!({"InlinePolicies": {"i": {"Statement": []}}}));
+        let (t, o) = (target(), owner());
+        let d = Desired {
+            target: &t,
+            spec: &s,
+            owner: &o,
+        };
+        let plan = converge(
+            d,
+            &d.created_role("arn".into()),
+            &d.created_profile("arn".into()),
+            None,
+        );
+        assert_eq!(plan.rounds.len(), 1);
+        let mut steps = plan.rounds[0].clone();
+        steps.sort();
+        assert_eq!(steps.len(), 5, "{steps:?}");
+        assert!(steps.contains(&Step::AddRoleToProfile));
+        assert!(steps.contains(&Step::AttachPolicy(web())));
+        assert!(steps.iter().any(|s| matches!(s, Step::PutInlinePolicy(..))));
+    }
+
+    #[test]
+    fn converged_state_needs_no_calls() {
+        let s = spec(json!({"Tags": [{"Key": "a", "Value": "b"}]}));
+        let (t, o) = (target(), owner());
+        let d = Desired {
+            target: &t,
+            spec: &s,
+            owner: &o,
+        };
+        let mut role = d.created_role("arn".into());
+        role.attached = s.policies.clone();
+        let mut profile = d.created_profile("arn".into());
+        profile.roles.push("R".into());
+        assert!(converge(d, &role, &profile, Some(&s)).is_empty());
+    }
+
+    #[test]
+    fn new_policies_are_attached_before_removed_ones_are_detached() {
+        let old = spec(json!({"Tiers": ["WorkerTier"]}));
+        let new = spec(json!({"Tiers": ["WebTier"]}));
+        let (t, o) = (target(), owner());
+        let d = Desired {
+            target: &t,
+            spec: &new,
+            owner: &o,
+        };
+        let mut role = d.created_role("arn".into());
+        role.attached = old.policies.clone();
+        let mut profile = d.created_profile("arn".into());
+        profile.roles.push("r".into());
+        let plan = converge(d, &role, &profile, Some(&old));
+        assert_eq!(
+            plan.rounds,
+            vec![
+                vec![Step::AttachPolicy(web())],
+                vec![Step::DetachPolicy(
+                    "arn:aws:iam::aws:policy/AWSElasticBeanstalkWorkerTier".into()
+                )],
+            ]
+        );
+    }
+
+    #[test]
+    fn a_policy_detached_out_of_band_is_attached_again_and_strangers_stay() {
+        let s = spec(json!({"Tiers": ["WebTier"]}));
+        let (t, o) = (target(), owner());
+        let d = Desired {
+            target: &t,
+            spec: &s,
+            owner: &o,
+        };
+        let mut role = d.created_role("arn".into());
+        role.attached
+            .insert("arn:aws:iam::aws:policy/SomeoneElses".into());
+        let mut profile = d.created_profile("arn".into());
+        profile.roles.push("r".into());
+        let plan = converge(d, &role, &profile, Some(&s));
+        assert_eq!(plan.rounds, vec![vec![Step::AttachPolicy(web())]]);
+    }
+
+    #[test]
+    fn role_settings_tags_and_inline_policies_follow_the_template() {
+        let old = spec(json!({
+            "Tags": [{"Key": "keep", "Value": "1"}, {"Key": "drop", "Value": "x"}],
+            "InlinePolicies": {"gone": {"Statement": []}},
+            "PermissionsBoundary": "arn:aws:iam::123456789012:policy/B",
+        }));
+        let new = spec(json!({
+            "Tags": [{"Key": "keep", "Value": "2"}],
+            "Description": "new",
+            "MaxSessionDuration": "7200",
+        }));
+        let (t, o) = (target(), owner());
+        let d_old = Desired {
+            target: &t,
+            spec: &old,
+            owner: &o,
+        };
+        let mut role = d_old.created_role("arn".into());
+        role.attached = old.policies.clone();
+        role.tags.insert("foreign".into(), "f".into());
+        let mut profile = d_old.created_profile("arn".into());
+        profile.roles.push("r".into());
+        let d = Desired {
+            target: &t,
+            spec: &new,
+            owner: &o,
+        };
+        let plan = converge(d, &role, &profile, Some(&old));
+        let keep = Tags::from([("keep".into(), "2".into())]);
+        assert_eq!(
+            plan.rounds,
+            vec![
+                vec![
+                    Step::UpdateRole {
+                        description: "new".into(),
+                        max_session_duration: 7200
+                    },
+                    Step::TagRole(keep.clone()),
+                    Step::TagProfile(keep),
+                ],
+                vec![
+                    Step::DeletePermissionsBoundary,
+                    Step::UntagRole(vec!["drop".into()]),
+                    Step::UntagProfile(vec!["drop".into()]),
+                    Step::DeleteInlinePolicy(PolicyName::parse("gone").unwrap()),
+                ],
+            ]
+        );
+    }
+
+    #[test]
+    fn a_profile_holding_another_role_is_emptied_first() {
+        let s = spec(json!({}));
+        let (t, o) = (target(), owner());
+        let d = Desired {
+            target: &t,
+            spec: &s,
+            owner: &o,
+        };
+        let mut role = d.created_role("arn".into());
+        role.attached = s.policies.clone();
+        let mut profile = d.created_profile("arn".into());
+        profile.roles.push("intruder".into());
+        let plan = converge(d, &role, &profile, None);
+        assert_eq!(
+            plan.rounds,
+            vec![
+                vec![Step::RemoveRoleFromProfile("intruder".into())],
+                vec![Step::AddRoleToProfile],
+            ]
+        );
+    }
+
+    #[test]
+    fn teardown_empties_before_deleting() {
+        let s = spec(json!({}));
+        let (t, o) = (target(), owner());
+        let d = Desired {
+            target: &t,
+            spec: &s,
+            owner: &o,
+        };
+        let mut role = d.created_role("arn".into());
+        role.attached.insert(web());
+        let mut profile = d.created_profile("arn".into());
+        profile.roles.push("r".into());
+        let inline = vec![PolicyName::parse("i").unwrap()];
+        let found = Found {
+            profile: Some((profile.clone(), true)),
+            role: Some((role.clone(), inline.clone())),
+        };
+        let plan = teardown(&t, &found);
+        assert_eq!(
+            plan.rounds,
+            vec![
+                vec![
+                    Step::RemoveRoleFromProfile("r".into()),
+                    Step::DetachPolicy(web()),
+                    Step::DeleteInlinePolicy(inline[0].clone()),
+                ],
+                vec![Step::DeleteProfile, Step::DeleteRole],
+            ]
+        );
+        assert!(teardown(&t, &Found::default()).is_empty());
+        let kept = Found {
+            profile: Some((profile, false)),
+            role: Some((role, vec![])),
+        };
+        assert_eq!(
+            teardown(&t, &kept).rounds,
+            vec![
+                vec![
+                    Step::RemoveRoleFromProfile("r".into()),
+                    Step::DetachPolicy(web())
+                ],
+                vec![Step::DeleteRole],
+            ]
+        );
+    }
+}

@@ -1,0 +1,913 @@
+//! Resource properties turned into a validated desired state.
+//!
+//! Everything IAM would reject is rejected here first, with the property named, so that invalid input
+//! changes nothing: moto accepts much that IAM refuses, and a half-applied Create is worse than none.
+//! CloudFormation sends every scalar as a string (`"3600"`, `"true"`), so typed and string forms are
+//! both accepted.
+
+use crate::config::PolicyAllowList;
+use crate::names::{IamPath, PolicyName, ProfileName, RoleName};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The description a role gets when the template gives none.
+pub const DEFAULT_DESCRIPTION: &str =
+    "EC2 instance role for Elastic Beanstalk, managed by eb-instance-profile";
+/// The trust policy Elastic Beanstalk documents for its instance role: EC2 may assume it.
+pub const TRUST_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+/// IAM's limit on the inline policies of one role, together.
+pub const INLINE_POLICIES_MAX_CHARS: usize = 10_240;
+/// IAM allows 50 tags per entity; this many are left after the function's own ownership tags.
+pub const USER_TAGS_MAX: usize = 47;
+/// Tag keys under this prefix belong to the function (see [`crate::plan::Owner`]).
+pub const RESERVED_TAG_PREFIX: &str = "eb-instance-profile:";
+
+/// Properties CloudFormation adds itself; they are not the resource's business.
+const IGNORED: [&str; 2] = ["ServiceToken", "ServiceTimeout"];
+const KNOWN: [&str; 10] = [
+    "InstanceProfileName",
+    "RoleName",
+    "Path",
+    "Tiers",
+    "ManagedPolicyArns",
+    "InlinePolicies",
+    "PermissionsBoundary",
+    "Description",
+    "MaxSessionDuration",
+    "Tags",
+];
+
+/// A property that cannot be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid property {property}: {reason}")]
+pub struct InvalidProperty {
+    pub property: String,
+    pub reason: String,
+}
+
+fn invalid(property: impl Into<String>, reason: impl Into<String>) -> InvalidProperty {
+    InvalidProperty {
+        property: property.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The AWS partition (`aws`, `aws-cn`, `aws-us-gov` ...) that policy ARNs must be written in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition(String);
+
+impl Partition {
+    /// Takes the partition from the StackId ARN, as IAM rejects ARNs of another partition.
+    pub fn from_stack_id(stack_id: &str) -> Result<Self, InvalidProperty> {
+        let mut fields = stack_id.split(':');
+        match (fields.next(), fields.next(), fields.next()) {
+            (Some("arn"), Some(p), Some("cloudformation"))
+                if !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c == '-') =>
+            {
+                Ok(Self(p.to_owned()))
+            }
+            _ => Err(invalid("StackId", "is not a CloudFormation stack ARN")),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The ARN of an AWS managed policy in this partition.
+    pub fn aws_policy(&self, name: &str) -> String {
+        format!("arn:{}:iam::aws:policy/{name}", self.0)
+    }
+}
+
+/// An Elastic Beanstalk tier whose managed policy the role gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tier {
+    WebTier,
+    WorkerTier,
+    MulticontainerDocker,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 3] = [Tier::WebTier, Tier::WorkerTier, Tier::MulticontainerDocker];
+
+    fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == value)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::WebTier => "WebTier",
+            Tier::WorkerTier => "WorkerTier",
+            Tier::MulticontainerDocker => "MulticontainerDocker",
+        }
+    }
+
+    /// The managed policy Elastic Beanstalk documents for this tier.
+    pub fn policy_arn(self, partition: &Partition) -> String {
+        partition.aws_policy(&format!("AWSElasticBeanstalk{}", self.name()))
+    }
+}
+
+/// The desired state of one resource, as the template describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    /// Explicit name; `None` means a generated one.
+    pub instance_profile_name: Option<ProfileName>,
+    /// Explicit name; `None` means the profile's name when it fits a role, else a generated one.
+    pub role_name: Option<RoleName>,
+    pub path: IamPath,
+    /// Full ARNs of every managed policy to attach: the tiers' and ManagedPolicyArns, sorted.
+    pub policies: BTreeSet<String>,
+    /// The tiers' share of `policies` (reported by name in errors).
+    pub tier_policies: BTreeSet<String>,
+    /// Inline policies, documents in compact JSON.
+    pub inline_policies: BTreeMap<PolicyName, String>,
+    pub permissions_boundary: Option<String>,
+    pub description: String,
+    pub max_session_duration: i32,
+    /// User tags, keys unique regardless of case.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// What decides which entities a resource is: a change of any of these means replacement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub instance_profile_name: Option<ProfileName>,
+    pub role_name: Option<RoleName>,
+    pub path: IamPath,
+}
+
+impl Spec {
+    /// Validates `properties` (the ResourceProperties object) for a stack in `partition`.
+    pub fn parse(properties: &Value, partition: &Partition) -> Result<Self, InvalidProperty> {
+        let empty = Map::new();
+        let props = match properties {
+            Value::Object(map) => map,
+            Value::Null => &empty,
+            _ => return Err(invalid("ResourceProperties", "must be an object")),
+        };
+        if let Some(unknown) = props
+            .keys()
+            .find(|k| !KNOWN.contains(&k.as_str()) && !IGNORED.contains(&k.as_str()))
+        {
+            return Err(invalid(
+                truncate(unknown, 100),
+                format!("unknown property; known are {}", KNOWN.join(", ")),
+            ));
+        }
+        let get = |name: &str| props.get(name).filter(|v| !v.is_null());
+
+        let instance_profile_name = get("InstanceProfileName")
+            .map(|v| parse_name("InstanceProfileName", v, ProfileName::parse))
+            .transpose()?;
+        let role_name = get("RoleName")
+            .map(|v| parse_name("RoleName", v, RoleName::parse))
+            .transpose()?;
+        let path = match get("Path") {
+            Some(v) => IamPath::parse(&string("Path", v)?).map_err(|r| invalid("Path", r))?,
+            None => IamPath::default(),
+        };
+
+        let tiers = match get("Tiers") {
+            Some(v) => list("Tiers", v)?
+                .iter()
+                .map(|t| {
+                    Tier::parse(t).ok_or_else(|| {
+                        invalid(
+                            "Tiers",
+                            format!(
+                                "unknown tier {:?}; valid are WebTier, WorkerTier, MulticontainerDocker",
+                                truncate(t, 100)
+                            ),
+                        )
+                    })
+                })
+                .collect::<Result<BTreeSet<_>, _>>()?,
+            None => Tier::ALL.into_iter().collect(),
+        };
+        let tier_policies: BTreeSet<String> =
+            tiers.iter().map(|t| t.policy_arn(partition)).collect();
+
+        let mut policies = tier_policies.clone();
+        if let Some(v) = get("ManagedPolicyArns") {
+            for item in list("ManagedPolicyArns", v)? {
+                let arn = if item.starts_with("arn:") {
+                    item
+                } else {
+                    partition.aws_policy(&item)
+                };
+                check_policy_arn("ManagedPolicyArns", &arn, partition)?;
+                policies.insert(arn);
+            }
+        }
+
+        let inline_policies = match get("InlinePolicies") {
+            Some(v) => inline_policies(v)?,
+            None => BTreeMap::new(),
+        };
+
+        let permissions_boundary = get("PermissionsBoundary")
+            .map(|v| {
+                let arn = string("PermissionsBoundary", v)?;
+                check_policy_arn("PermissionsBoundary", &arn, partition).map(|()| arn)
+            })
+            .transpose()?;
+
+        let description = match get("Description") {
+            Some(v) => description(&string("Description", v)?)?,
+            None => DEFAULT_DESCRIPTION.to_owned(),
+        };
+
+        let max_session_duration = match get("MaxSessionDuration") {
+            Some(v) => {
+                let n = integer("MaxSessionDuration", v)?;
+                if !(3600..=43200).contains(&n) {
+                    return Err(invalid(
+                        "MaxSessionDuration",
+                        format!("must be between 3600 and 43200 seconds, got {n}"),
+                    ));
+                }
+                n as i32
+            }
+            None => 3600,
+        };
+
+        let tags = match get("Tags") {
+            Some(v) => tags(v)?,
+            None => BTreeMap::new(),
+        };
+
+        Ok(Self {
+            instance_profile_name,
+            role_name,
+            path,
+            policies,
+            tier_policies,
+            inline_policies,
+            permissions_boundary,
+            description,
+            max_session_duration,
+            tags,
+        })
+    }
+
+    /// Refuses any policy to attach that the operator's allow-list does not name.
+    pub fn check_allowed(&self, allow: &PolicyAllowList) -> Result<(), InvalidProperty> {
+        match self.policies.iter().find(|arn| !allow.allows(arn)) {
+            None => Ok(()),
+            Some(arn) => {
+                let property = if self.tier_policies.contains(arn) {
+                    "Tiers"
+                } else {
+                    "ManagedPolicyArns"
+                };
+                Err(invalid(
+                    property,
+                    format!("{arn} is not allowed by this function's ALLOWED_POLICY_ARNS"),
+                ))
+            }
+        }
+    }
+
+    pub fn identity(&self) -> Identity {
+        Identity {
+            instance_profile_name: self.instance_profile_name.clone(),
+            role_name: self.role_name.clone(),
+            path: self.path.clone(),
+        }
+    }
+}
+
+impl Identity {
+    /// The properties that differ between two identities, for the replacement's messages.
+    pub fn changed(&self, old: &Identity) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if self.instance_profile_name != old.instance_profile_name {
+            changed.push("InstanceProfileName");
+        }
+        if self.role_name != old.role_name {
+            changed.push("RoleName");
+        }
+        if self.path != old.path {
+            changed.push("Path");
+        }
+        changed
+    }
+}
+
+/// Cuts untrusted text that is echoed in a Reason to at most `max` characters.
+pub fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn string(property: &str, value: &Value) -> Result<String, InvalidProperty> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        other => Err(invalid(
+            property,
+            format!("must be a string, got {}", type_name(other)),
+        )),
+    }
+}
+
+fn parse_name<T>(
+    property: &str,
+    value: &Value,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<T, InvalidProperty> {
+    parse(&string(property, value)?).map_err(|reason| invalid(property, reason))
+}
+
+fn integer(property: &str, value: &Value) -> Result<i64, InvalidProperty> {
+    let parsed = match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    parsed.ok_or_else(|| {
+        invalid(
+            property,
+            format!("must be a whole number, got {}", type_name(value)),
+        )
+    })
+}
+
+/// A list of strings, or one comma-separated string.
+fn list(property: &str, value: &Value) -> Result<Vec<String>, InvalidProperty> {
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| string(&format!("{property}[{i}]"), item))
+            .collect(),
+        Value::String(s) => Ok(s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()),
+        other => Err(invalid(
+            property,
+            format!("must be a list of strings, got {}", type_name(other)),
+        )),
+    }
+}
+
+/// `arn:{partition}:iam::{account or aws}:policy/{optional path/}{name}`.
+fn check_policy_arn(
+    property: &str,
+    arn: &str,
+    partition: &Partition,
+) -> Result<(), InvalidProperty> {
+    let shown = truncate(arn, 200);
+    let bad = |reason: &str| invalid(property, format!("{shown} {reason}"));
+    if arn.len() > 2048 {
+        return Err(bad("is longer than 2048 characters"));
+    }
+    let fields: Vec<&str> = arn.splitn(6, ':').collect();
+    let [
+        arn_prefix,
+        arn_partition,
+        service,
+        region,
+        account,
+        resource,
+    ] = fields[..]
+    else {
+        return Err(bad(
+            "is not a policy ARN (arn:PARTITION:iam::ACCOUNT:policy/NAME)",
+        ));
+    };
+    if arn_prefix != "arn" || service != "iam" || !region.is_empty() {
+        return Err(bad(
+            "is not a policy ARN (arn:PARTITION:iam::ACCOUNT:policy/NAME)",
+        ));
+    }
+    if arn_partition != partition.as_str() {
+        return Err(bad(&format!(
+            "is in partition {:?}, but the stack is in {:?}",
+            truncate(arn_partition, 30),
+            partition.as_str()
+        )));
+    }
+    if account != "aws" && !(account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(bad("does not name an account (12 digits) or aws"));
+    }
+    let Some(path_and_name) = resource.strip_prefix("policy/") else {
+        return Err(bad(
+            "is not a policy ARN (arn:PARTITION:iam::ACCOUNT:policy/NAME)",
+        ));
+    };
+    let (path, name) = match path_and_name.rsplit_once('/') {
+        Some((path, name)) => (Some(path), name),
+        None => (None, path_and_name),
+    };
+    if let Err(reason) = PolicyName::parse(name) {
+        return Err(bad(&format!("has a policy name that {reason}")));
+    }
+    if let Some(path) = path
+        && IamPath::parse(&format!("/{path}/")).is_err()
+    {
+        return Err(bad("has an invalid path"));
+    }
+    Ok(())
+}
+
+fn inline_policies(value: &Value) -> Result<BTreeMap<PolicyName, String>, InvalidProperty> {
+    let Value::Object(map) = value else {
+        return Err(invalid(
+            "InlinePolicies",
+            format!(
+                "must be a map of policy name to policy document, got {}",
+                type_name(value)
+            ),
+        ));
+    };
+    let mut policies = BTreeMap::new();
+    let mut total = 0;
+    for (name, document) in map {
+        let property = format!("InlinePolicies.{}", truncate(name, 128));
+        let name = PolicyName::parse(name).map_err(|r| invalid(&property, r))?;
+        let document = match document {
+            Value::String(text) => serde_json::from_str(text)
+                .map_err(|e| invalid(&property, format!("is not a JSON policy document: {e}")))?,
+            other => other.clone(),
+        };
+        match &document {
+            Value::Object(doc)
+                if doc
+                    .get("Statement")
+                    .is_some_and(|s| s.is_array() || s.is_object()) => {}
+            _ => {
+                return Err(invalid(
+                    &property,
+                    "must be a policy document: an object with a Statement",
+                ));
+            }
+        }
+        let compact = document.to_string();
+        total += compact.chars().count();
+        policies.insert(name, compact);
+    }
+    if total > INLINE_POLICIES_MAX_CHARS {
+        return Err(invalid(
+            "InlinePolicies",
+            format!(
+                "documents total {total} characters; IAM allows {INLINE_POLICIES_MAX_CHARS} per role"
+            ),
+        ));
+    }
+    Ok(policies)
+}
+
+fn description(text: &str) -> Result<String, InvalidProperty> {
+    let len = text.chars().count();
+    if len > 1000 {
+        return Err(invalid(
+            "Description",
+            format!("must be at most 1000 characters, got {len}"),
+        ));
+    }
+    let allowed = |c: char| matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{A1}'..='\u{FF}');
+    if let Some(c) = text.chars().find(|c| !allowed(*c)) {
+        return Err(invalid(
+            "Description",
+            format!("contains {c:?}, which IAM does not accept in a description"),
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+fn tag_chars_ok(text: &str) -> bool {
+    text.chars()
+        .all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c))
+}
+
+fn scalar(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn tags(value: &Value) -> Result<BTreeMap<String, String>, InvalidProperty> {
+    let Value::Array(items) = value else {
+        return Err(invalid(
+            "Tags",
+            format!("must be a list of {{Key, Value}}, got {}", type_name(value)),
+        ));
+    };
+    if items.len() > USER_TAGS_MAX {
+        return Err(invalid(
+            "Tags",
+            format!(
+                "at most {USER_TAGS_MAX} tags are allowed (IAM's 50 less the function's own), got {}",
+                items.len()
+            ),
+        ));
+    }
+    let mut tags = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let property = format!("Tags[{i}]");
+        let Value::Object(tag) = item else {
+            return Err(invalid(property, "must be an object with Key and Value"));
+        };
+        if let Some(extra) = tag.keys().find(|k| *k != "Key" && *k != "Value") {
+            return Err(invalid(
+                property,
+                format!(
+                    "unknown field {:?}; a tag has Key and Value",
+                    truncate(extra, 50)
+                ),
+            ));
+        }
+        let key = tag
+            .get("Key")
+            .and_then(scalar)
+            .ok_or_else(|| invalid(&property, "Key is missing or not a string"))?;
+        let value = tag
+            .get("Value")
+            .and_then(scalar)
+            .ok_or_else(|| invalid(&property, "Value is missing or not a string"))?;
+        let key_len = key.chars().count();
+        if !(1..=128).contains(&key_len) || !tag_chars_ok(&key) {
+            return Err(invalid(
+                property,
+                "Key must be 1-128 letters, digits, spaces or _.:/=+-@",
+            ));
+        }
+        if value.chars().count() > 256 || !tag_chars_ok(&value) {
+            return Err(invalid(
+                property,
+                "Value must be at most 256 letters, digits, spaces or _.:/=+-@",
+            ));
+        }
+        let lower = key.to_lowercase();
+        if lower.starts_with("aws:") || lower.starts_with(RESERVED_TAG_PREFIX) {
+            return Err(invalid(
+                property,
+                format!("Key {key:?} uses a reserved prefix (aws: or {RESERVED_TAG_PREFIX})"),
+            ));
+        }
+        if !seen.insert(lower) {
+            return Err(invalid(
+                property,
+                format!("Key {key:?} appears twice (IAM tag keys ignore case)"),
+            ));
+        }
+        tags.insert(key, value);
+    }
+    Ok(tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn aws() -> Partition {
+        Partition::from_stack_id("arn:aws:cloudformation:us-east-1:123456789012:stack/s/id")
+            .unwrap()
+    }
+
+    fn parse(props: Value) -> Result<Spec, InvalidProperty> {
+        Spec::parse(&props, &aws())
+    }
+
+    fn rejected(props: Value) -> InvalidProperty {
+        parse(props).expect_err("accepted")
+    }
+
+    #[test]
+    fn defaults_give_all_three_tiers_and_no_names() {
+        let spec =
+            parse(json!({"ServiceToken": "arn:aws:lambda:x", "ServiceTimeout": "300"})).unwrap();
+        assert_eq!(spec.instance_profile_name, None);
+        assert_eq!(spec.role_name, None);
+        assert_eq!(spec.path.as_str(), "/");
+        assert_eq!(
+            spec.policies.iter().cloned().collect::<Vec<_>>(),
+            vec![
+                "arn:aws:iam::aws:policy/AWSElasticBeanstalkMulticontainerDocker",
+                "arn:aws:iam::aws:policy/AWSElasticBeanstalkWebTier",
+                "arn:aws:iam::aws:policy/AWSElasticBeanstalkWorkerTier",
+            ]
+        );
+        assert_eq!(spec.max_session_duration, 3600);
+        assert_eq!(spec.description, DEFAULT_DESCRIPTION);
+        assert!(spec.tags.is_empty() && spec.inline_policies.is_empty());
+    }
+
+    #[test]
+    fn partition_comes_from_the_stack_id() {
+        let cn =
+            Partition::from_stack_id("arn:aws-cn:cloudformation:cn-north-1:1:stack/s/i").unwrap();
+        let spec = Spec::parse(
+            &json!({"Tiers": ["WebTier"], "ManagedPolicyArns": ["ReadOnlyAccess"]}),
+            &cn,
+        )
+        .unwrap();
+        assert!(
+            spec.policies
+                .contains("arn:aws-cn:iam::aws:policy/AWSElasticBeanstalkWebTier")
+        );
+        assert!(
+            spec.policies
+                .contains("arn:aws-cn:iam::aws:policy/ReadOnlyAccess")
+        );
+        assert_eq!(
+            Partition::from_stack_id("stack").unwrap_err().property,
+            "StackId"
+        );
+        assert!(Partition::from_stack_id("arn:aws:s3:::bucket").is_err());
+    }
+
+    #[test]
+    fn string_forms_are_accepted() {
+        let spec = parse(json!({
+            "MaxSessionDuration": "7200",
+            "Tiers": "WebTier, WorkerTier",
+            "Tags": [{"Key": "n", "Value": 3}],
+        }))
+        .unwrap();
+        assert_eq!(spec.max_session_duration, 7200);
+        assert_eq!(spec.policies.len(), 2);
+        assert_eq!(spec.tags["n"], "3");
+        assert_eq!(
+            parse(json!({"MaxSessionDuration": 43200}))
+                .unwrap()
+                .max_session_duration,
+            43200
+        );
+    }
+
+    #[test]
+    fn unknown_properties_are_named() {
+        let err = rejected(json!({"Tier": ["WebTier"]}));
+        assert_eq!(err.property, "Tier");
+        assert!(err.to_string().contains("unknown property"));
+    }
+
+    #[test]
+    fn properties_must_be_an_object() {
+        assert_eq!(rejected(json!(["x"])).property, "ResourceProperties");
+        assert!(parse(Value::Null).is_ok());
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert_eq!(
+            rejected(json!({"InstanceProfileName": "a b"})).property,
+            "InstanceProfileName"
+        );
+        assert_eq!(
+            rejected(json!({"InstanceProfileName": "p".repeat(129)})).property,
+            "InstanceProfileName"
+        );
+        assert_eq!(
+            rejected(json!({"InstanceProfileName": ""})).property,
+            "InstanceProfileName"
+        );
+        assert_eq!(
+            rejected(json!({"InstanceProfileName": 5})).property,
+            "InstanceProfileName"
+        );
+        assert_eq!(
+            rejected(json!({"RoleName": "r".repeat(65)})).property,
+            "RoleName"
+        );
+        assert_eq!(rejected(json!({"RoleName": "r/x"})).property, "RoleName");
+        assert_eq!(rejected(json!({"Path": "eb"})).property, "Path");
+        assert_eq!(
+            rejected(json!({"Path": format!("/{}/", "a".repeat(600))})).property,
+            "Path"
+        );
+    }
+
+    #[test]
+    fn tiers_are_validated() {
+        let err = rejected(json!({"Tiers": ["WebTier", "Database"]}));
+        assert_eq!(err.property, "Tiers");
+        assert!(err.reason.contains("Database"));
+        assert_eq!(rejected(json!({"Tiers": [1]})).property, "Tiers[0]");
+        assert_eq!(rejected(json!({"Tiers": {"a": 1}})).property, "Tiers");
+        assert!(parse(json!({"Tiers": []})).unwrap().policies.is_empty());
+    }
+
+    #[test]
+    fn managed_policies_take_arns_or_bare_names() {
+        let spec = parse(json!({"Tiers": [], "ManagedPolicyArns": [
+            "AmazonS3ReadOnlyAccess",
+            "service-role/AWSLambdaRole",
+            "arn:aws:iam::123456789012:policy/team/Custom",
+        ]}))
+        .unwrap();
+        assert_eq!(
+            spec.policies.into_iter().collect::<Vec<_>>(),
+            vec![
+                "arn:aws:iam::123456789012:policy/team/Custom",
+                "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess",
+                "arn:aws:iam::aws:policy/service-role/AWSLambdaRole",
+            ]
+        );
+    }
+
+    #[test]
+    fn managed_policy_arns_are_validated() {
+        for bad in [
+            "arn:aws-cn:iam::aws:policy/ReadOnlyAccess",
+            "arn:aws:s3:::bucket",
+            "arn:aws:iam::12345:policy/X",
+            "arn:aws:iam::aws:role/X",
+            "arn:aws:iam::aws:policy/bad name",
+            "arn:aws:iam:us-east-1:aws:policy/X",
+        ] {
+            let err = rejected(json!({"ManagedPolicyArns": [bad]}));
+            assert_eq!(err.property, "ManagedPolicyArns", "{bad}");
+        }
+        assert!(
+            rejected(json!({"ManagedPolicyArns": ["arn:aws-cn:iam::aws:policy/X"]}))
+                .reason
+                .contains("partition")
+        );
+    }
+
+    #[test]
+    fn the_allow_list_names_the_property() {
+        let allow = PolicyAllowList::new(crate::config::DEFAULT_ALLOWED_POLICIES);
+        let spec = parse(json!({"ManagedPolicyArns": ["AdministratorAccess"]})).unwrap();
+        let err = spec.check_allowed(&allow).unwrap_err();
+        assert_eq!(err.property, "ManagedPolicyArns");
+        assert!(
+            err.reason
+                .contains("arn:aws:iam::aws:policy/AdministratorAccess")
+        );
+        assert!(parse(json!({})).unwrap().check_allowed(&allow).is_ok());
+        let only_web = PolicyAllowList::new("arn:aws:iam::aws:policy/AWSElasticBeanstalkWebTier");
+        assert_eq!(
+            parse(json!({}))
+                .unwrap()
+                .check_allowed(&only_web)
+                .unwrap_err()
+                .property,
+            "Tiers"
+        );
+    }
+
+    #[test]
+    fn inline_policies_take_objects_or_json_strings() {
+        let doc = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]});
+        let spec = parse(json!({"InlinePolicies": {"a": doc, "b": doc.to_string()}})).unwrap();
+        assert_eq!(spec.inline_policies.len(), 2);
+        let a = &spec.inline_policies[&PolicyName::parse("a").unwrap()];
+        assert_eq!(serde_json::from_str::<Value>(a).unwrap(), doc);
+    }
+
+    #[test]
+    fn inline_policies_are_validated() {
+        let doc = json!({"Statement": []});
+        assert_eq!(
+            rejected(json!({"InlinePolicies": ["x"]})).property,
+            "InlinePolicies"
+        );
+        assert_eq!(
+            rejected(json!({"InlinePolicies": {"bad name": doc}})).property,
+            "InlinePolicies.bad name"
+        );
+        assert_eq!(
+            rejected(json!({"InlinePolicies": {"p": "{not json"}})).property,
+            "InlinePolicies.p"
+        );
+        assert_eq!(
+            rejected(json!({"InlinePolicies": {"p": {"Version": "2012-10-17"}}})).property,
+            "InlinePolicies.p"
+        );
+        let big = json!({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "x".repeat(10_300)}]});
+        assert_eq!(
+            rejected(json!({"InlinePolicies": {"p": big}})).property,
+            "InlinePolicies"
+        );
+    }
+
+    #[test]
+    fn permissions_boundary_is_a_policy_arn() {
+        let spec =
+            parse(json!({"PermissionsBoundary": "arn:aws:iam::123456789012:policy/Boundary"}))
+                .unwrap();
+        assert_eq!(
+            spec.permissions_boundary.as_deref(),
+            Some("arn:aws:iam::123456789012:policy/Boundary")
+        );
+        assert_eq!(
+            rejected(json!({"PermissionsBoundary": "Boundary"})).property,
+            "PermissionsBoundary"
+        );
+    }
+
+    #[test]
+    fn description_follows_iam_rules() {
+        assert_eq!(
+            rejected(json!({"Description": "d".repeat(1001)})).property,
+            "Description"
+        );
+        assert_eq!(
+            rejected(json!({"Description": "emoji \u{1F600}"})).property,
+            "Description"
+        );
+        assert!(parse(json!({"Description": "Plain text, caf\u{e9}"})).is_ok());
+    }
+
+    #[test]
+    fn session_duration_is_bounded() {
+        for bad in [json!("3599"), json!(43201), json!("an hour"), json!(3600.5)] {
+            assert_eq!(
+                rejected(json!({"MaxSessionDuration": bad})).property,
+                "MaxSessionDuration"
+            );
+        }
+    }
+
+    #[test]
+    fn tags_are_validated() {
+        let tag = |k: &str, v: &str| json!({"Key": k, "Value": v});
+        assert_eq!(rejected(json!({"Tags": {"a": "b"}})).property, "Tags");
+        assert_eq!(rejected(json!({"Tags": ["a"]})).property, "Tags[0]");
+        assert_eq!(
+            rejected(json!({"Tags": [{"Key": "a"}]})).property,
+            "Tags[0]"
+        );
+        assert_eq!(
+            rejected(json!({"Tags": [tag("", "v")]})).property,
+            "Tags[0]"
+        );
+        assert_eq!(
+            rejected(json!({"Tags": [tag(&"k".repeat(129), "v")]})).property,
+            "Tags[0]"
+        );
+        assert_eq!(
+            rejected(json!({"Tags": [tag("k", &"v".repeat(257))]})).property,
+            "Tags[0]"
+        );
+        assert_eq!(
+            rejected(json!({"Tags": [tag("k", "semi;colon")]})).property,
+            "Tags[0]"
+        );
+        assert_eq!(
+            rejected(json!({"Tags": [tag("aws:x", "v")]})).property,
+            "Tags[0]"
+        );
+        assert_eq!(
+            rejected(json!({"Tags": [tag("eb-instance-profile:stack-id", "v")]})).property,
+            "Tags[0]"
+        );
+        assert_eq!(
+            rejected(json!({"Tags": [tag("Team", "a"), tag("team", "b")]})).property,
+            "Tags[1]"
+        );
+        let many: Vec<Value> = (0..48).map(|i| tag(&format!("k{i}"), "v")).collect();
+        assert_eq!(rejected(json!({"Tags": many})).property, "Tags");
+        assert!(parse(json!({"Tags": [tag("team", ""), tag("a b:c/d", "x=y+z@w")]})).is_ok());
+    }
+
+    #[test]
+    fn identity_changes_are_named() {
+        let old = parse(json!({"InstanceProfileName": "a"}))
+            .unwrap()
+            .identity();
+        let new = parse(json!({"InstanceProfileName": "a", "Path": "/x/"}))
+            .unwrap()
+            .identity();
+        assert_eq!(new.changed(&old), vec!["Path"]);
+        assert!(old.changed(&old).is_empty());
+        let same_path = parse(json!({"InstanceProfileName": "a", "Path": "/"}))
+            .unwrap()
+            .identity();
+        assert!(same_path.changed(&old).is_empty());
+    }
+
+    #[test]
+    fn echoed_text_is_truncated() {
+        assert_eq!(truncate("abcdef", 3), "abc...");
+        assert_eq!(truncate("ab", 3), "ab");
+        let err = rejected(json!({"x".repeat(10_000): 1}));
+        assert!(err.property.len() < 200);
+    }
+}

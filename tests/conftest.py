@@ -1,0 +1,163 @@
+"""Fixtures for the integration tests: a local moto server, the Lambda Runtime API
+emulator, the real function binary, and `cfn` to send CloudFormation requests.
+
+    def test_create(cfn, moto):
+        result, response = cfn.send("Create", {"InstanceProfileName": "p", "Tiers": ["WebTier"]})
+        assert response["Status"] == "SUCCESS"
+        assert "p" in moto.iam_snapshot()["instance_profiles"]
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+
+import pytest
+
+from local.events import make_event
+from local.moto import MotoServer
+from local.runtime_api import FunctionProcess, InvocationResult, RuntimeApi
+
+ALLOWED_POLICY_ARNS = ",".join([
+    "arn:*:iam::aws:policy/AWSElasticBeanstalk*",
+    "arn:*:iam::aws:policy/AmazonS3ReadOnlyAccess",
+    "arn:*:iam::aws:policy/ReadOnlyAccess",
+])
+RESPONSE_BUCKET = "cfn-responses"
+
+
+@pytest.fixture(scope="session")
+def moto():
+    """The moto server of the session. Most tests want `clean_moto` (or iam, s3,
+    function, cfn, which use it) for a wiped state."""
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def clean_moto(moto):
+    """moto, reset once at the start of the test."""
+    moto.reset()
+    return moto
+
+
+@pytest.fixture
+def iam(clean_moto):
+    return clean_moto.iam_client()
+
+
+@pytest.fixture
+def s3(clean_moto):
+    return clean_moto.s3_client()
+
+
+@pytest.fixture(scope="session")
+def runtime():
+    """The Lambda Runtime API emulator of the session."""
+    with RuntimeApi() as api:
+        yield api
+
+
+def _dump_logs(process: FunctionProcess) -> None:
+    # Printed at teardown: pytest shows it only for a failing test.
+    print(f"\n----- function log (pid {process.pid}, {process.log_path}) -----\n{process.logs()}",
+          file=sys.stderr)
+
+
+class FunctionStarter:
+    """start_function(extra_env=None, **kwargs) -> FunctionProcess: a started function
+    process polling `runtime`. extra_env is merged over the defaults
+    (ALLOWED_POLICY_ARNS included; None removes a variable); kwargs go to
+    FunctionProcess (binary=, log_path=)."""
+
+    def __init__(self, runtime: RuntimeApi, moto: MotoServer):
+        self.runtime = runtime
+        self.moto = moto
+        self.started: list[FunctionProcess] = []
+
+    def __call__(self, extra_env: dict | None = None, **kwargs) -> FunctionProcess:
+        env = {"ALLOWED_POLICY_ARNS": ALLOWED_POLICY_ARNS, **(extra_env or {})}
+        process = FunctionProcess(self.runtime, self.moto.url, env, **kwargs)
+        self.started.append(process)
+        return process.start()
+
+    def running(self) -> list[FunctionProcess]:
+        return [p for p in self.started if p.returncode is None]
+
+
+@pytest.fixture
+def start_function(runtime, clean_moto):
+    """Factory for function processes (see FunctionStarter); all are stopped at
+    teardown, and their logs shown if the test fails."""
+    runtime.clear_records()
+    starter = FunctionStarter(runtime, clean_moto)
+    yield starter
+    for process in starter.started:
+        process.stop()
+        _dump_logs(process)
+
+
+@pytest.fixture
+def function(start_function) -> FunctionProcess:
+    """One function process with the default test configuration, on a clean moto."""
+    return start_function()
+
+
+class Cfn:
+    """Sends CloudFormation requests to the function and fetches what it PUT back.
+
+    It uses the function processes the test started (start_function or function);
+    when there are none at the first send, it starts one with the defaults."""
+
+    def __init__(self, runtime: RuntimeApi, moto: MotoServer, starter: FunctionStarter):
+        self.runtime = runtime
+        self.moto = moto
+        self._starter = starter
+        self._keys = itertools.count(1)
+        # The last request sent, and the S3 key of its response.
+        self.last_event: dict | None = None
+        self.last_key: str | None = None
+
+    @property
+    def function(self) -> FunctionProcess:
+        """The first running function process (started now if there is none)."""
+        return self.ensure_function()
+
+    def ensure_function(self) -> FunctionProcess:
+        running = self._starter.running()
+        return running[0] if running else self._starter()
+
+    def response_url(self) -> tuple[str, str]:
+        """A fresh presigned ResponseURL and its S3 key."""
+        key = f"response-{next(self._keys):04d}"
+        return self.moto.response_url(RESPONSE_BUCKET, key), key
+
+    def read_response(self, key: str) -> dict | None:
+        return self.moto.read_response(RESPONSE_BUCKET, key)
+
+    def send(self, request_type: str, properties: dict, *, timeout_s: float = 30.0,
+             **event_kwargs) -> tuple[InvocationResult, dict | None]:
+        """Build a request (make_event keywords: physical_id, old_properties,
+        request_id, stack_id, logical_id, stringify, service_token), invoke the
+        function with deadline now + timeout_s, and return the invocation result with
+        the response object PUT to the ResponseURL (None if none arrived)."""
+        url, key = self.response_url()
+        event = make_event(request_type, properties, response_url=url, **event_kwargs)
+        return self.send_event(event, key, timeout_s=timeout_s)
+
+    def send_event(self, event: dict | bytes, key: str | None = None, *,
+                   timeout_s: float = 30.0) -> tuple[InvocationResult, dict | None]:
+        """Invoke with a prepared event (bytes go verbatim). key is the S3 key its
+        ResponseURL points at, if any."""
+        self.ensure_function()
+        self.last_event = event if isinstance(event, dict) else None
+        self.last_key = key
+        result = self.runtime.invoke(event, timeout_s=timeout_s)
+        return result, (self.read_response(key) if key else None)
+
+
+@pytest.fixture
+def cfn(runtime, clean_moto, start_function) -> Cfn:
+    """CloudFormation stand-in; see Cfn. Use start_function first for a function
+    with a non-default environment."""
+    return Cfn(runtime, clean_moto, start_function)
