@@ -81,6 +81,19 @@ fn tag_map(tags: &[Tag]) -> Tags {
         .collect()
 }
 
+/// All items of a paginated list request.
+macro_rules! every_page {
+    ($action:literal, $request:expr) => {
+        $request
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| iam_error($action, e))
+    };
+}
+
 /// IAM, seen through the calls this function makes.
 #[derive(Debug, Clone)]
 pub struct Iam {
@@ -177,16 +190,11 @@ impl Iam {
     }
 
     async fn attached_policies(&self, role: &RoleName) -> Result<BTreeSet<String>, IamError> {
-        let items: Vec<_> = self
+        let request = self
             .client
             .list_attached_role_policies()
-            .role_name(role.as_str())
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(|e| iam_error("ListAttachedRolePolicies", e))?;
+            .role_name(role.as_str());
+        let items = every_page!("ListAttachedRolePolicies", request)?;
         Ok(items
             .iter()
             .filter_map(|p| p.policy_arn().map(str::to_owned))
@@ -195,16 +203,8 @@ impl Iam {
 
     /// Names of the role's inline policies.
     pub async fn inline_policy_names(&self, role: &RoleName) -> Result<Vec<PolicyName>, IamError> {
-        let names: Vec<String> = self
-            .client
-            .list_role_policies()
-            .role_name(role.as_str())
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(|e| iam_error("ListRolePolicies", e))?;
+        let request = self.client.list_role_policies().role_name(role.as_str());
+        let names = every_page!("ListRolePolicies", request)?;
         Ok(names
             .iter()
             .filter_map(|n| PolicyName::parse(n).ok())

@@ -14,6 +14,7 @@ use crate::protocol::{Kind, Outcome, Request};
 use crate::spec::{InvalidProperty, Partition, Spec};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::future::Future;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -39,6 +40,8 @@ pub enum Error {
         "PhysicalResourceId {0:?} is not an instance profile name this function could have made"
     )]
     UnknownPhysicalId(String),
+    #[error("{entity} {name} was reported to exist but cannot be read")]
+    Vanished { entity: &'static str, name: String },
 }
 
 /// The validated spec of a request's properties, allowed by the operator's settings.
@@ -153,104 +156,118 @@ async fn update(
         .map(|old| spec.identity().changed(&old.identity()))
         .unwrap_or_default();
     let owner = owner_of(request);
+    let change = Change {
+        iam,
+        request,
+        spec: &spec,
+        old: old.as_ref(),
+        owner: &owner,
+        physical_id,
+    };
     let result = if changed.is_empty() {
-        update_in_place(iam, request, &spec, old.as_ref(), &owner, physical_id).await
+        change.in_place().await
     } else {
-        replace(
-            iam,
-            request,
-            &spec,
-            old.as_ref(),
-            &owner,
-            physical_id,
-            &changed.join(", "),
-        )
-        .await
+        change.replace(&changed.join(", ")).await
     };
     result.unwrap_or_else(|e| Outcome::failed(physical_id, e.to_string()))
 }
 
-async fn update_in_place(
-    iam: &Iam,
-    request: &Request,
-    spec: &Spec,
-    old: Option<&Spec>,
-    owner: &Owner,
-    physical_id: &str,
-) -> Result<Outcome, Error> {
-    let profile = ProfileName::parse(physical_id)
-        .map_err(|_| Error::UnknownPhysicalId(physical_id.into()))?;
-    let existing = iam.profile(&profile).await?;
-    if existing.as_ref().is_some_and(|p| !owner.owns(&p.tags)) {
-        return Err(Error::NotOwned {
-            entity: "Instance profile",
-            name: profile.to_string(),
-        });
-    }
-    let role = spec
-        .role_name
-        .clone()
-        .or_else(|| existing.as_ref().and_then(role_of))
-        .or_else(|| RoleName::parse(physical_id).ok())
-        .unwrap_or_else(|| new_target(spec, request).role);
-    let target = Target { profile, role };
-    let desired = Desired {
-        target: &target,
-        spec,
-        owner,
-    };
-    let built = build(iam, desired, old, Order::ReadFirst)
-        .await
-        .map_err(|(e, _)| e)?;
-    Ok(success(desired, &built, "updated"))
+/// An Update: the new spec, the old one (if it still parses) and the resource being changed.
+struct Change<'a> {
+    iam: &'a Iam,
+    request: &'a Request,
+    spec: &'a Spec,
+    old: Option<&'a Spec>,
+    owner: &'a Owner,
+    physical_id: &'a str,
 }
 
-async fn replace(
-    iam: &Iam,
-    request: &Request,
-    spec: &Spec,
-    old: Option<&Spec>,
-    owner: &Owner,
-    physical_id: &str,
-    changed: &str,
-) -> Result<Outcome, Error> {
-    let target = new_target(spec, request);
-    let needs_new_name = |property, name: &str| Error::NeedsNewName {
-        changed: changed.into(),
-        property,
-        name: name.into(),
-    };
-    if target.profile.same_entity(physical_id) {
-        return Err(needs_new_name(
-            "InstanceProfileName",
-            target.profile.as_str(),
-        ));
+impl Change<'_> {
+    /// Same names: converge the existing entities, recreating any that vanished.
+    async fn in_place(&self) -> Result<Outcome, Error> {
+        let Change {
+            iam,
+            request,
+            spec,
+            old,
+            owner,
+            physical_id,
+        } = *self;
+        let profile = ProfileName::parse(physical_id)
+            .map_err(|_| Error::UnknownPhysicalId(physical_id.into()))?;
+        let existing = iam.profile(&profile).await?;
+        if existing.as_ref().is_some_and(|p| !owner.owns(&p.tags)) {
+            return Err(Error::NotOwned {
+                entity: "Instance profile",
+                name: profile.to_string(),
+            });
+        }
+        let role = spec
+            .role_name
+            .clone()
+            .or_else(|| existing.as_ref().and_then(role_of))
+            .or_else(|| RoleName::parse(physical_id).ok())
+            .unwrap_or_else(|| new_target(spec, request).role);
+        let target = Target { profile, role };
+        let desired = Desired {
+            target: &target,
+            spec,
+            owner,
+        };
+        let built = build(iam, desired, old, Order::ReadFirst)
+            .await
+            .map_err(|(e, _)| e)?;
+        Ok(success(desired, &built, "updated"))
     }
-    let old_profile = match ProfileName::parse(physical_id) {
-        Ok(name) => iam.profile(&name).await?.filter(|p| owner.owns(&p.tags)),
-        Err(_) => None,
-    };
-    let old_role = old_profile
-        .as_ref()
-        .and_then(role_of)
-        .or_else(|| old.and_then(|o| o.role_name.clone()))
-        .or_else(|| RoleName::parse(physical_id).ok());
-    if old_role.is_some_and(|r| target.role.same_entity(r.as_str())) {
-        return Err(needs_new_name("RoleName", target.role.as_str()));
-    }
-    let desired = Desired {
-        target: &target,
-        spec,
-        owner,
-    };
-    match build(iam, desired, None, Order::CreateFirst).await {
-        // CloudFormation sees the new PhysicalResourceId and later deletes the old one.
-        Ok(built) => Ok(success(desired, &built, "replaced")),
-        Err((error, made)) => {
-            // Only what this request made: an owned entity that existed already may be the
-            // original that a rollback is returning to.
-            let undo = discard(iam, &target, owner, made).await;
-            Ok(Outcome::failed(physical_id, with_undo(error, undo)))
+
+    /// New names: make new entities; CloudFormation deletes the old ones after the Update.
+    async fn replace(&self, changed: &str) -> Result<Outcome, Error> {
+        let Change {
+            iam,
+            request,
+            spec,
+            old,
+            owner,
+            physical_id,
+        } = *self;
+        let target = new_target(spec, request);
+        let needs_new_name = |property, name: &str| Error::NeedsNewName {
+            changed: changed.into(),
+            property,
+            name: name.into(),
+        };
+        if target.profile.same_entity(physical_id) {
+            return Err(needs_new_name(
+                "InstanceProfileName",
+                target.profile.as_str(),
+            ));
+        }
+        let old_profile = match ProfileName::parse(physical_id) {
+            Ok(name) => iam.profile(&name).await?.filter(|p| owner.owns(&p.tags)),
+            Err(_) => None,
+        };
+        let old_role = old_profile
+            .as_ref()
+            .and_then(role_of)
+            .or_else(|| old.and_then(|o| o.role_name.clone()))
+            .or_else(|| RoleName::parse(physical_id).ok());
+        if old_role.is_some_and(|r| target.role.same_entity(r.as_str())) {
+            return Err(needs_new_name("RoleName", target.role.as_str()));
+        }
+        let desired = Desired {
+            target: &target,
+            spec,
+            owner,
+        };
+        match build(iam, desired, None, Order::CreateFirst).await {
+            // CloudFormation sees the new PhysicalResourceId and later deletes the old one.
+            Ok(built) => Ok(success(desired, &built, "replaced")),
+            Err((error, made)) => {
+                // Only what this request made: an owned entity that existed already may be the
+                // original that a rollback is returning to.
+                let undo = discard(iam, &target, owner, made).await;
+                Ok(Outcome::failed(physical_id, with_undo(error, undo)))
+            }
         }
     }
 }
@@ -388,67 +405,83 @@ fn check_owned<T>(
     }
 }
 
-/// The role's state, and whether this call created it.
-async fn ensure_role(iam: &Iam, d: Desired<'_>, order: Order) -> Result<(RoleState, bool), Error> {
-    let name = &d.target.role;
-    let read = || async {
-        let state = iam.role(name).await?;
-        check_owned(d.owner, "Role", name.as_str(), state, |r| &r.tags)
-    };
+/// Makes an entity exist, reading first or creating first. When creation finds the name taken
+/// (a duplicate delivery got there first, or someone else), the entity is read and ownership
+/// decides. Returns the state and whether this call created it.
+async fn ensure<S, Read, Create>(
+    order: Order,
+    read: impl Fn() -> Read,
+    create: impl FnOnce() -> Create,
+    vanished: impl FnOnce() -> Error,
+) -> Result<(S, bool), Error>
+where
+    Read: Future<Output = Result<Option<S>, Error>>,
+    Create: Future<Output = Result<Option<S>, Error>>,
+{
     if order == Order::ReadFirst
         && let Some(state) = read().await?
     {
         return Ok((state, false));
     }
-    match iam
-        .create_role(name, &d.spec.path, d.spec, &d.role_tags())
-        .await?
-    {
-        Some(arn) => Ok((d.created_role(arn), true)),
-        // Made meanwhile (a duplicate delivery) or by someone else: ownership decides.
-        None => read().await?.map(|s| (s, false)).ok_or_else(|| {
-            Error::Iam(IamError {
-                action: "GetRole",
-                code: "NoSuchEntity".into(),
-                message: format!("role {name} was reported to exist but cannot be read"),
-            })
-        }),
+    match create().await? {
+        Some(state) => Ok((state, true)),
+        None => read().await?.map(|s| (s, false)).ok_or_else(vanished),
     }
 }
 
-/// The instance profile's state, and whether this call created it.
+async fn ensure_role(iam: &Iam, d: Desired<'_>, order: Order) -> Result<(RoleState, bool), Error> {
+    let name = &d.target.role;
+    ensure(
+        order,
+        || async {
+            check_owned(d.owner, "Role", name.as_str(), iam.role(name).await?, |r| {
+                &r.tags
+            })
+        },
+        || async {
+            let created = iam
+                .create_role(name, &d.spec.path, d.spec, &d.role_tags())
+                .await?;
+            Ok(created.map(|arn| d.created_role(arn)))
+        },
+        || Error::Vanished {
+            entity: "Role",
+            name: name.to_string(),
+        },
+    )
+    .await
+}
+
 async fn ensure_profile(
     iam: &Iam,
     d: Desired<'_>,
     order: Order,
 ) -> Result<(ProfileState, bool), Error> {
     let name = &d.target.profile;
-    let read = || async {
-        let state = iam.profile(name).await?;
-        check_owned(d.owner, "Instance profile", name.as_str(), state, |p| {
-            &p.tags
-        })
-    };
-    if order == Order::ReadFirst
-        && let Some(state) = read().await?
-    {
-        return Ok((state, false));
-    }
-    match iam
-        .create_profile(name, &d.spec.path, &d.profile_tags())
-        .await?
-    {
-        Some(arn) => Ok((d.created_profile(arn), true)),
-        None => read().await?.map(|s| (s, false)).ok_or_else(|| {
-            Error::Iam(IamError {
-                action: "GetInstanceProfile",
-                code: "NoSuchEntity".into(),
-                message: format!(
-                    "instance profile {name} was reported to exist but cannot be read"
-                ),
-            })
-        }),
-    }
+    let entity = "Instance profile";
+    ensure(
+        order,
+        || async {
+            check_owned(
+                d.owner,
+                entity,
+                name.as_str(),
+                iam.profile(name).await?,
+                |p| &p.tags,
+            )
+        },
+        || async {
+            let created = iam
+                .create_profile(name, &d.spec.path, &d.profile_tags())
+                .await?;
+            Ok(created.map(|arn| d.created_profile(arn)))
+        },
+        || Error::Vanished {
+            entity,
+            name: name.to_string(),
+        },
+    )
+    .await
 }
 
 /// Reads the owned entities at `target` among `which` (profile, role), with what Delete needs.

@@ -343,6 +343,31 @@ mod tests {
         "arn:aws:iam::aws:policy/AWSElasticBeanstalkWebTier".into()
     }
 
+    /// Runs `f` with the desired state of `s` for the test target and owner.
+    fn with_desired<T>(s: &Spec, f: impl FnOnce(Desired<'_>) -> T) -> T {
+        let (t, o) = (target(), owner());
+        f(Desired {
+            target: &t,
+            spec: s,
+            owner: &o,
+        })
+    }
+
+    /// IAM's state once `s` was fully applied: policies attached, the role in the profile.
+    fn applied(s: &Spec) -> (RoleState, ProfileState) {
+        with_desired(s, |d| {
+            let mut role = d.created_role("arn".into());
+            role.attached = s.policies.clone();
+            let mut profile = d.created_profile("arn".into());
+            profile.roles.push("r".into());
+            (role, profile)
+        })
+    }
+
+    fn converge_on(s: &Spec, role: &RoleState, profile: &ProfileState, old: Option<&Spec>) -> Plan {
+        with_desired(s, |d| converge(d, role, profile, old))
+    }
+
     #[test]
     fn ownership_needs_both_tags() {
         let o = owner();
@@ -359,21 +384,15 @@ mod tests {
     #[test]
     fn fresh_entities_get_policies_and_the_role_in_one_round() {
         let s = spec(json!({"InlinePolicies": {"i": {"Statement": []}}}));
-        let (t, o) = (target(), owner());
-        let d = Desired {
-            target: &t,
-            spec: &s,
-            owner: &o,
-        };
-        let plan = converge(
-            d,
-            &d.created_role("arn".into()),
-            &d.created_profile("arn".into()),
-            None,
-        );
+        let (role, profile) = with_desired(&s, |d| {
+            (
+                d.created_role("arn".into()),
+                d.created_profile("arn".into()),
+            )
+        });
+        let plan = converge_on(&s, &role, &profile, None);
         assert_eq!(plan.rounds.len(), 1);
-        let mut steps = plan.rounds[0].clone();
-        steps.sort();
+        let steps = &plan.rounds[0];
         assert_eq!(steps.len(), 5, "{steps:?}");
         assert!(steps.contains(&Step::AddRoleToProfile));
         assert!(steps.contains(&Step::AttachPolicy(web())));
@@ -383,36 +402,18 @@ mod tests {
     #[test]
     fn converged_state_needs_no_calls() {
         let s = spec(json!({"Tags": [{"Key": "a", "Value": "b"}]}));
-        let (t, o) = (target(), owner());
-        let d = Desired {
-            target: &t,
-            spec: &s,
-            owner: &o,
-        };
-        let mut role = d.created_role("arn".into());
-        role.attached = s.policies.clone();
-        let mut profile = d.created_profile("arn".into());
-        profile.roles.push("R".into());
-        assert!(converge(d, &role, &profile, Some(&s)).is_empty());
+        let (role, mut profile) = applied(&s);
+        profile.roles = vec!["R".into()];
+        assert!(converge_on(&s, &role, &profile, Some(&s)).is_empty());
     }
 
     #[test]
     fn new_policies_are_attached_before_removed_ones_are_detached() {
         let old = spec(json!({"Tiers": ["WorkerTier"]}));
         let new = spec(json!({"Tiers": ["WebTier"]}));
-        let (t, o) = (target(), owner());
-        let d = Desired {
-            target: &t,
-            spec: &new,
-            owner: &o,
-        };
-        let mut role = d.created_role("arn".into());
-        role.attached = old.policies.clone();
-        let mut profile = d.created_profile("arn".into());
-        profile.roles.push("r".into());
-        let plan = converge(d, &role, &profile, Some(&old));
+        let (role, profile) = applied(&old);
         assert_eq!(
-            plan.rounds,
+            converge_on(&new, &role, &profile, Some(&old)).rounds,
             vec![
                 vec![Step::AttachPolicy(web())],
                 vec![Step::DetachPolicy(
@@ -425,19 +426,12 @@ mod tests {
     #[test]
     fn a_policy_detached_out_of_band_is_attached_again_and_strangers_stay() {
         let s = spec(json!({"Tiers": ["WebTier"]}));
-        let (t, o) = (target(), owner());
-        let d = Desired {
-            target: &t,
-            spec: &s,
-            owner: &o,
-        };
-        let mut role = d.created_role("arn".into());
-        role.attached
-            .insert("arn:aws:iam::aws:policy/SomeoneElses".into());
-        let mut profile = d.created_profile("arn".into());
-        profile.roles.push("r".into());
-        let plan = converge(d, &role, &profile, Some(&s));
-        assert_eq!(plan.rounds, vec![vec![Step::AttachPolicy(web())]]);
+        let (mut role, profile) = applied(&s);
+        role.attached = BTreeSet::from(["arn:aws:iam::aws:policy/SomeoneElses".into()]);
+        assert_eq!(
+            converge_on(&s, &role, &profile, Some(&s)).rounds,
+            vec![vec![Step::AttachPolicy(web())]]
+        );
     }
 
     #[test]
@@ -452,26 +446,11 @@ mod tests {
             "Description": "new",
             "MaxSessionDuration": "7200",
         }));
-        let (t, o) = (target(), owner());
-        let d_old = Desired {
-            target: &t,
-            spec: &old,
-            owner: &o,
-        };
-        let mut role = d_old.created_role("arn".into());
-        role.attached = old.policies.clone();
+        let (mut role, profile) = applied(&old);
         role.tags.insert("foreign".into(), "f".into());
-        let mut profile = d_old.created_profile("arn".into());
-        profile.roles.push("r".into());
-        let d = Desired {
-            target: &t,
-            spec: &new,
-            owner: &o,
-        };
-        let plan = converge(d, &role, &profile, Some(&old));
         let keep = Tags::from([("keep".into(), "2".into())]);
         assert_eq!(
-            plan.rounds,
+            converge_on(&new, &role, &profile, Some(&old)).rounds,
             vec![
                 vec![
                     Step::UpdateRole {
@@ -494,19 +473,10 @@ mod tests {
     #[test]
     fn a_profile_holding_another_role_is_emptied_first() {
         let s = spec(json!({}));
-        let (t, o) = (target(), owner());
-        let d = Desired {
-            target: &t,
-            spec: &s,
-            owner: &o,
-        };
-        let mut role = d.created_role("arn".into());
-        role.attached = s.policies.clone();
-        let mut profile = d.created_profile("arn".into());
-        profile.roles.push("intruder".into());
-        let plan = converge(d, &role, &profile, None);
+        let (role, mut profile) = applied(&s);
+        profile.roles = vec!["intruder".into()];
         assert_eq!(
-            plan.rounds,
+            converge_on(&s, &role, &profile, None).rounds,
             vec![
                 vec![Step::RemoveRoleFromProfile("intruder".into())],
                 vec![Step::AddRoleToProfile],
@@ -516,25 +486,16 @@ mod tests {
 
     #[test]
     fn teardown_empties_before_deleting() {
-        let s = spec(json!({}));
-        let (t, o) = (target(), owner());
-        let d = Desired {
-            target: &t,
-            spec: &s,
-            owner: &o,
-        };
-        let mut role = d.created_role("arn".into());
-        role.attached.insert(web());
-        let mut profile = d.created_profile("arn".into());
-        profile.roles.push("r".into());
+        let s = spec(json!({"Tiers": ["WebTier"]}));
+        let (role, profile) = applied(&s);
         let inline = vec![PolicyName::parse("i").unwrap()];
+        let t = target();
         let found = Found {
             profile: Some((profile.clone(), true)),
             role: Some((role.clone(), inline.clone())),
         };
-        let plan = teardown(&t, &found);
         assert_eq!(
-            plan.rounds,
+            teardown(&t, &found).rounds,
             vec![
                 vec![
                     Step::RemoveRoleFromProfile("r".into()),

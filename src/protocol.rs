@@ -109,40 +109,32 @@ pub fn parse(event: Value) -> Result<Request, InvalidRequest> {
     }
     let parsed = serde_json::from_value::<CfnRequest<Value, Value>>(event.clone())
         .map_err(|e| salvage(e.to_string(), &event))?;
-    let (kind, reply_to, properties) = match parsed {
-        CfnRequest::Create(r) => (
-            Kind::Create,
+    // The three request structs share their protocol fields but no trait.
+    macro_rules! reply_to {
+        ($r:expr) => {
             ReplyTo {
-                response_url: r.response_url,
-                stack_id: r.stack_id,
-                request_id: r.request_id,
-                logical_id: r.logical_resource_id,
-            },
-            r.resource_properties,
-        ),
+                response_url: $r.response_url,
+                stack_id: $r.stack_id,
+                request_id: $r.request_id,
+                logical_id: $r.logical_resource_id,
+            }
+        };
+    }
+    let (kind, reply_to, properties) = match parsed {
+        CfnRequest::Create(r) => (Kind::Create, reply_to!(r), r.resource_properties),
         CfnRequest::Update(r) => (
             Kind::Update {
                 physical_id: r.physical_resource_id,
                 old_properties: r.old_resource_properties,
             },
-            ReplyTo {
-                response_url: r.response_url,
-                stack_id: r.stack_id,
-                request_id: r.request_id,
-                logical_id: r.logical_resource_id,
-            },
+            reply_to!(r),
             r.resource_properties,
         ),
         CfnRequest::Delete(r) => (
             Kind::Delete {
                 physical_id: r.physical_resource_id,
             },
-            ReplyTo {
-                response_url: r.response_url,
-                stack_id: r.stack_id,
-                request_id: r.request_id,
-                logical_id: r.logical_resource_id,
-            },
+            reply_to!(r),
             r.resource_properties,
         ),
         _ => return Err(salvage("unknown RequestType".into(), &event)),
