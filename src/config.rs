@@ -11,11 +11,61 @@ arn:*:iam::aws:policy/AWSElasticBeanstalkMulticontainerDocker";
 #[derive(Debug, Clone)]
 pub struct Config {
     pub response_urls: ResponseUrlPolicy,
+    pub rules: Rules,
+}
+
+/// What the operator allows a template to ask for, whoever writes the template: whoever can invoke
+/// this function can create roles that EC2 assumes, so these bound what such a role may do.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// `ALLOWED_POLICY_ARNS`: the managed policies Tiers and ManagedPolicyArns may attach.
     pub policies: PolicyAllowList,
+    /// `PERMISSIONS_BOUNDARY_ARN`: when set, every role gets this boundary and no other.
+    pub permissions_boundary: Option<String>,
+    /// `INLINE_POLICIES`: which inline policies are accepted.
+    pub inline_policies: InlinePolicies,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self {
+            policies: PolicyAllowList::new(DEFAULT_ALLOWED_POLICIES),
+            permissions_boundary: None,
+            inline_policies: InlinePolicies::Restricted,
+        }
+    }
+}
+
+/// How InlinePolicies are governed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InlinePolicies {
+    /// None at all.
+    Deny,
+    /// No statement that allows `*`, or IAM or STS actions that change anything (the default).
+    Restricted,
+    /// Anything IAM accepts.
+    Any,
+    /// The setting has a value this function does not know: inline policies are refused, with the
+    /// reason, rather than the function failing to start (which would leave stacks unanswered).
+    Misconfigured(String),
+}
+
+impl InlinePolicies {
+    pub fn parse(value: Option<&str>) -> Self {
+        match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("restricted") => Self::Restricted,
+            Some("deny") => Self::Deny,
+            Some("any") => Self::Any,
+            Some(other) => Self::Misconfigured(format!(
+                "this function's INLINE_POLICIES is {other:?}, not deny, restricted or any"
+            )),
+        }
+    }
 }
 
 impl Config {
-    /// Reads `ALLOWED_RESPONSE_URL_PREFIXES` and `ALLOWED_POLICY_ARNS`.
+    /// Reads `ALLOWED_RESPONSE_URL_PREFIXES`, `ALLOWED_POLICY_ARNS`, `PERMISSIONS_BOUNDARY_ARN` and
+    /// `INLINE_POLICIES`.
     pub fn from_env() -> Self {
         let var = |name| {
             std::env::var(name)
@@ -24,11 +74,15 @@ impl Config {
         };
         Self {
             response_urls: ResponseUrlPolicy::new(var("ALLOWED_RESPONSE_URL_PREFIXES").as_deref()),
-            policies: PolicyAllowList::new(
-                var("ALLOWED_POLICY_ARNS")
-                    .as_deref()
-                    .unwrap_or(DEFAULT_ALLOWED_POLICIES),
-            ),
+            rules: Rules {
+                policies: PolicyAllowList::new(
+                    var("ALLOWED_POLICY_ARNS")
+                        .as_deref()
+                        .unwrap_or(DEFAULT_ALLOWED_POLICIES),
+                ),
+                permissions_boundary: var("PERMISSIONS_BOUNDARY_ARN").map(|v| v.trim().to_owned()),
+                inline_policies: InlinePolicies::parse(var("INLINE_POLICIES").as_deref()),
+            },
         }
     }
 }

@@ -9,7 +9,9 @@
 use crate::config::Config;
 use crate::iam::{Iam, IamError};
 use crate::names::{self, ProfileName, RoleName};
-use crate::plan::{self, Desired, Found, Owner, ProfileState, RoleState, TAG_ROLE_NAME, Target};
+use crate::plan::{
+    self, Desired, Found, Owned, Owner, ProfileState, RoleState, TAG_ROLE_NAME, Tagged, Target,
+};
 use crate::protocol::{Kind, Outcome, Request};
 use crate::spec::{InvalidProperty, Partition, Spec};
 use serde_json::Value;
@@ -51,8 +53,8 @@ fn prepare(
     stack_id: &str,
 ) -> Result<(Spec, Partition), InvalidProperty> {
     let partition = Partition::from_stack_id(stack_id)?;
-    let spec = Spec::parse(properties, &partition)?;
-    spec.check_allowed(&config.policies)?;
+    let mut spec = Spec::parse(properties, &partition)?;
+    spec.enforce(&config.rules, &partition)?;
     Ok((spec, partition))
 }
 
@@ -195,17 +197,12 @@ impl Change<'_> {
         } = *self;
         let profile = ProfileName::parse(physical_id)
             .map_err(|_| Error::UnknownPhysicalId(physical_id.into()))?;
-        let existing = iam.profile(&profile).await?;
-        if existing.as_ref().is_some_and(|p| !owner.owns(&p.tags)) {
-            return Err(Error::NotOwned {
-                entity: "Instance profile",
-                name: profile.to_string(),
-            });
-        }
+        let entity = "Instance profile";
+        let existing = check_owned(owner, entity, profile.as_str(), iam.profile(&profile).await?)?;
         let role = spec
             .role_name
             .clone()
-            .or_else(|| existing.as_ref().and_then(role_of))
+            .or_else(|| existing.as_deref().and_then(role_of))
             .or_else(|| RoleName::parse(physical_id).ok())
             .unwrap_or_else(|| new_target(spec, request).role);
         let target = Target { profile, role };
@@ -243,11 +240,11 @@ impl Change<'_> {
             ));
         }
         let old_profile = match ProfileName::parse(physical_id) {
-            Ok(name) => iam.profile(&name).await?.filter(|p| owner.owns(&p.tags)),
+            Ok(name) => if_owned(owner, iam.profile(&name).await?),
             Err(_) => None,
         };
         let old_role = old_profile
-            .as_ref()
+            .as_deref()
             .and_then(role_of)
             .or_else(|| old.and_then(|o| o.role_name.clone()))
             .or_else(|| RoleName::parse(physical_id).ok());
@@ -282,17 +279,14 @@ async fn delete(iam: &Iam, request: &Request, physical_id: &str) -> Outcome {
         );
     };
     let result = async {
-        let profile = iam
-            .profile(&profile_name)
-            .await?
-            .filter(|p| owner.owns(&p.tags));
+        let profile = if_owned(&owner, iam.profile(&profile_name).await?);
         let props_role = request
             .properties
             .get("RoleName")
             .and_then(Value::as_str)
             .and_then(|r| RoleName::parse(r).ok());
         let Some(role_name) = profile
-            .as_ref()
+            .as_deref()
             .and_then(role_of)
             .or(props_role)
             .or_else(|| RoleName::parse(physical_id).ok())
@@ -384,25 +378,30 @@ async fn build(
         .await
         .map_err(|e| (e.into(), made))?;
     Ok(Built {
-        role_arn: role.arn,
-        profile_arn: profile.arn,
+        role_arn: role.into_inner().arn,
+        profile_arn: profile.into_inner().arn,
     })
 }
 
-fn check_owned<T>(
+/// The entity as owned, `None` if absent, or [`Error::NotOwned`].
+fn check_owned<T: Tagged>(
     owner: &Owner,
     entity: &'static str,
     name: &str,
     state: Option<T>,
-    tags: impl Fn(&T) -> &plan::Tags,
-) -> Result<Option<T>, Error> {
-    match state {
-        Some(s) if !owner.owns(tags(&s)) => Err(Error::NotOwned {
+) -> Result<Option<Owned<T>>, Error> {
+    state
+        .map(|s| owner.claim(s))
+        .transpose()
+        .map_err(|_| Error::NotOwned {
             entity,
             name: name.into(),
-        }),
-        other => Ok(other),
-    }
+        })
+}
+
+/// The entity if it exists and is owned; `None` otherwise.
+fn if_owned<T: Tagged>(owner: &Owner, state: Option<T>) -> Option<Owned<T>> {
+    state.and_then(|s| owner.claim(s).ok())
 }
 
 /// Makes an entity exist, reading first or creating first. When creation finds the name taken
@@ -429,14 +428,16 @@ where
     }
 }
 
-async fn ensure_role(iam: &Iam, d: Desired<'_>, order: Order) -> Result<(RoleState, bool), Error> {
+async fn ensure_role(
+    iam: &Iam,
+    d: Desired<'_>,
+    order: Order,
+) -> Result<(Owned<RoleState>, bool), Error> {
     let name = &d.target.role;
     ensure(
         order,
         || async {
-            check_owned(d.owner, "Role", name.as_str(), iam.role(name).await?, |r| {
-                &r.tags
-            })
+            check_owned(d.owner, "Role", name.as_str(), iam.role(name).await?)
         },
         || async {
             let created = iam
@@ -456,19 +457,13 @@ async fn ensure_profile(
     iam: &Iam,
     d: Desired<'_>,
     order: Order,
-) -> Result<(ProfileState, bool), Error> {
+) -> Result<(Owned<ProfileState>, bool), Error> {
     let name = &d.target.profile;
     let entity = "Instance profile";
     ensure(
         order,
         || async {
-            check_owned(
-                d.owner,
-                entity,
-                name.as_str(),
-                iam.profile(name).await?,
-                |p| &p.tags,
-            )
+            check_owned(d.owner, entity, name.as_str(), iam.profile(name).await?)
         },
         || async {
             let created = iam
@@ -489,14 +484,10 @@ async fn find_owned(
     iam: &Iam,
     target: &Target,
     owner: &Owner,
-    profile: Option<ProfileState>,
+    profile: Option<Owned<ProfileState>>,
     which: Made,
 ) -> Result<Found, Error> {
-    let role = match iam
-        .role(&target.role)
-        .await?
-        .filter(|r| owner.owns(&r.tags))
-    {
+    let role = match if_owned(owner, iam.role(&target.role).await?) {
         Some(role) if which.1 => Some((role, iam.inline_policy_names(&target.role).await?)),
         _ => None,
     };
@@ -511,10 +502,7 @@ async fn discard(iam: &Iam, target: &Target, owner: &Owner, which: Made) -> Resu
     if !which.0 && !which.1 {
         return Ok(());
     }
-    let profile = iam
-        .profile(&target.profile)
-        .await?
-        .filter(|p| owner.owns(&p.tags));
+    let profile = if_owned(owner, iam.profile(&target.profile).await?);
     let found = find_owned(iam, target, owner, profile, which).await?;
     iam.run(target, &plan::teardown(target, &found)).await?;
     Ok(())

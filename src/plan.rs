@@ -41,6 +41,42 @@ impl Owner {
     }
 }
 
+/// Entities that carry tags.
+pub trait Tagged {
+    fn tags(&self) -> &Tags;
+}
+
+/// An entity whose ownership tags name this resource. Plans are built only from these, so no IAM
+/// call that changes or deletes something can be planned for an entity whose ownership was not
+/// checked first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owned<T>(T);
+
+impl<T> std::ops::Deref for Owned<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> Owned<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl Owner {
+    /// The entity as this resource's, if its tags say so; else back unchanged.
+    pub fn claim<T: Tagged>(&self, state: T) -> Result<Owned<T>, T> {
+        if self.owns(state.tags()) {
+            Ok(Owned(state))
+        } else {
+            Err(state)
+        }
+    }
+}
+
 /// What IAM holds for a role.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RoleState {
@@ -60,6 +96,18 @@ pub struct ProfileState {
     pub tags: Tags,
     /// Names of the roles in the profile (IAM allows one).
     pub roles: Vec<String>,
+}
+
+impl Tagged for RoleState {
+    fn tags(&self) -> &Tags {
+        &self.tags
+    }
+}
+
+impl Tagged for ProfileState {
+    fn tags(&self) -> &Tags {
+        &self.tags
+    }
 }
 
 impl ProfileState {
@@ -96,25 +144,26 @@ impl Desired<'_> {
         tags
     }
 
-    /// The state of a role this request has just created: everything CreateRole sets is in place.
-    pub fn created_role(&self, arn: String) -> RoleState {
-        RoleState {
+    /// The state of a role this request has just created: everything CreateRole sets is in place,
+    /// the ownership tags included.
+    pub fn created_role(&self, arn: String) -> Owned<RoleState> {
+        Owned(RoleState {
             arn,
             tags: self.role_tags(),
             description: Some(self.spec.description.clone()),
             max_session_duration: Some(self.spec.max_session_duration),
             permissions_boundary: self.spec.permissions_boundary.clone(),
             attached: BTreeSet::new(),
-        }
+        })
     }
 
     /// The state of an instance profile this request has just created.
-    pub fn created_profile(&self, arn: String) -> ProfileState {
-        ProfileState {
+    pub fn created_profile(&self, arn: String) -> Owned<ProfileState> {
+        Owned(ProfileState {
             arn,
             tags: self.profile_tags(),
             roles: Vec::new(),
-        }
+        })
     }
 }
 
@@ -187,8 +236,8 @@ fn tag_changes(desired: &Tags, actual: &Tags, previously: Option<&Tags>) -> (Tag
 /// band) is attached again.
 pub fn converge(
     desired: Desired<'_>,
-    role: &RoleState,
-    profile: &ProfileState,
+    role: &Owned<RoleState>,
+    profile: &Owned<ProfileState>,
     old: Option<&Spec>,
 ) -> Plan {
     let spec = desired.spec;
@@ -277,9 +326,9 @@ pub fn converge(
 pub struct Found {
     /// The owned instance profile; `true` to delete it, `false` to keep it and only take the
     /// role being deleted out of it.
-    pub profile: Option<(ProfileState, bool)>,
+    pub profile: Option<(Owned<ProfileState>, bool)>,
     /// The owned role with the names of its inline policies.
-    pub role: Option<(RoleState, Vec<PolicyName>)>,
+    pub role: Option<(Owned<RoleState>, Vec<PolicyName>)>,
 }
 
 /// The calls that delete owned entities, in the order IAM requires: a role leaves its profile and
@@ -354,17 +403,22 @@ mod tests {
     }
 
     /// IAM's state once `s` was fully applied: policies attached, the role in the profile.
-    fn applied(s: &Spec) -> (RoleState, ProfileState) {
+    fn applied(s: &Spec) -> (Owned<RoleState>, Owned<ProfileState>) {
         with_desired(s, |d| {
             let mut role = d.created_role("arn".into());
-            role.attached = s.policies.clone();
+            role.0.attached = s.policies.clone();
             let mut profile = d.created_profile("arn".into());
-            profile.roles.push("r".into());
+            profile.0.roles.push("r".into());
             (role, profile)
         })
     }
 
-    fn converge_on(s: &Spec, role: &RoleState, profile: &ProfileState, old: Option<&Spec>) -> Plan {
+    fn converge_on(
+        s: &Spec,
+        role: &Owned<RoleState>,
+        profile: &Owned<ProfileState>,
+        old: Option<&Spec>,
+    ) -> Plan {
         with_desired(s, |d| converge(d, role, profile, old))
     }
 
@@ -379,6 +433,13 @@ mod tests {
         only_stack.remove(TAG_LOGICAL_ID);
         assert!(!o.owns(&only_stack));
         assert!(!o.owns(&Tags::new()));
+        let foreign = ProfileState::default();
+        assert_eq!(o.claim(foreign.clone()), Err(foreign));
+        let mine = ProfileState {
+            tags: o.tags(),
+            ..ProfileState::default()
+        };
+        assert_eq!(o.claim(mine.clone()).map(Owned::into_inner), Ok(mine));
     }
 
     #[test]
@@ -403,7 +464,7 @@ mod tests {
     fn converged_state_needs_no_calls() {
         let s = spec(json!({"Tags": [{"Key": "a", "Value": "b"}]}));
         let (role, mut profile) = applied(&s);
-        profile.roles = vec!["R".into()];
+        profile.0.roles = vec!["R".into()];
         assert!(converge_on(&s, &role, &profile, Some(&s)).is_empty());
     }
 
@@ -427,7 +488,7 @@ mod tests {
     fn a_policy_detached_out_of_band_is_attached_again_and_strangers_stay() {
         let s = spec(json!({"Tiers": ["WebTier"]}));
         let (mut role, profile) = applied(&s);
-        role.attached = BTreeSet::from(["arn:aws:iam::aws:policy/SomeoneElses".into()]);
+        role.0.attached = BTreeSet::from(["arn:aws:iam::aws:policy/SomeoneElses".into()]);
         assert_eq!(
             converge_on(&s, &role, &profile, Some(&s)).rounds,
             vec![vec![Step::AttachPolicy(web())]]
@@ -447,7 +508,7 @@ mod tests {
             "MaxSessionDuration": "7200",
         }));
         let (mut role, profile) = applied(&old);
-        role.tags.insert("foreign".into(), "f".into());
+        role.0.tags.insert("foreign".into(), "f".into());
         let keep = Tags::from([("keep".into(), "2".into())]);
         assert_eq!(
             converge_on(&new, &role, &profile, Some(&old)).rounds,
@@ -474,7 +535,7 @@ mod tests {
     fn a_profile_holding_another_role_is_emptied_first() {
         let s = spec(json!({}));
         let (role, mut profile) = applied(&s);
-        profile.roles = vec!["intruder".into()];
+        profile.0.roles = vec!["intruder".into()];
         assert_eq!(
             converge_on(&s, &role, &profile, None).rounds,
             vec![

@@ -5,7 +5,7 @@
 //! CloudFormation sends every scalar as a string (`"3600"`, `"true"`), so typed and string forms are
 //! both accepted.
 
-use crate::config::PolicyAllowList;
+use crate::config::{InlinePolicies, PolicyAllowList, Rules};
 use crate::names::{IamPath, PolicyName, ProfileName, RoleName};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -270,6 +270,62 @@ impl Spec {
         }
     }
 
+    /// Applies the operator's [`Rules`]: allowed policies, the required permissions boundary (set
+    /// when the template names none) and which inline policies are accepted.
+    pub fn enforce(&mut self, rules: &Rules, partition: &Partition) -> Result<(), InvalidProperty> {
+        self.check_allowed(&rules.policies)?;
+        if let Some(required) = &rules.permissions_boundary {
+            check_policy_arn("PermissionsBoundary", required, partition).map_err(|e| {
+                invalid(
+                    "PermissionsBoundary",
+                    format!(
+                        "this function's PERMISSIONS_BOUNDARY_ARN is unusable: {}",
+                        e.reason
+                    ),
+                )
+            })?;
+            match &self.permissions_boundary {
+                None => self.permissions_boundary = Some(required.clone()),
+                Some(given) if given == required => {}
+                Some(given) => {
+                    return Err(invalid(
+                        "PermissionsBoundary",
+                        format!(
+                            "{} differs from {required}, which this function's PERMISSIONS_BOUNDARY_ARN \
+                             requires on every role",
+                            truncate(given, 200)
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.inline_policies.is_empty() {
+            return Ok(());
+        }
+        match &rules.inline_policies {
+            InlinePolicies::Any => Ok(()),
+            InlinePolicies::Deny => Err(invalid(
+                "InlinePolicies",
+                "are not accepted: this function's INLINE_POLICIES is deny",
+            )),
+            InlinePolicies::Misconfigured(why) => Err(invalid("InlinePolicies", why.clone())),
+            InlinePolicies::Restricted => {
+                for (name, document) in &self.inline_policies {
+                    let document: Value = serde_json::from_str(document).unwrap_or_default();
+                    if let Some(why) = escalation(&document) {
+                        return Err(invalid(
+                            format!("InlinePolicies.{name}"),
+                            format!(
+                                "{why}; refused under this function's INLINE_POLICIES=restricted"
+                            ),
+                        ));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
     pub fn identity(&self) -> Identity {
         Identity {
             instance_profile_name: self.instance_profile_name.clone(),
@@ -473,6 +529,65 @@ fn inline_policies(value: &Value) -> Result<BTreeMap<PolicyName, String>, Invali
         ));
     }
     Ok(policies)
+}
+
+/// Why a policy document could let the role escalate its own privileges, if it could: a statement
+/// that allows every action, a NotAction, or an IAM or STS action that changes anything or issues
+/// credentials.
+fn escalation(document: &Value) -> Option<String> {
+    let statements: Vec<&Value> = match document.get("Statement") {
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(one) => vec![one],
+        None => Vec::new(),
+    };
+    for (i, statement) in statements.into_iter().enumerate() {
+        let allows = statement
+            .get("Effect")
+            .and_then(Value::as_str)
+            .is_some_and(|e| e.eq_ignore_ascii_case("Allow"));
+        if !allows {
+            continue;
+        }
+        if statement.get("NotAction").is_some() {
+            return Some(format!(
+                "Statement[{i}] allows NotAction, which grants IAM and STS actions"
+            ));
+        }
+        let actions: Vec<&str> = match statement.get("Action") {
+            Some(Value::String(a)) => vec![a.as_str()],
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        for action in actions {
+            if let Some(why) = dangerous_action(action) {
+                return Some(format!(
+                    "Statement[{i}] allows {:?}, {why}",
+                    truncate(action, 100)
+                ));
+            }
+        }
+    }
+    None
+}
+
+fn dangerous_action(action: &str) -> Option<&'static str> {
+    let action = action.trim().to_ascii_lowercase();
+    let Some((service, name)) = action.split_once(':') else {
+        return (action.contains('*')).then_some("every action");
+    };
+    if service.contains(['*', '?']) {
+        return Some("a service wildcard that matches IAM and STS");
+    }
+    match service {
+        // Get* and List* are IAM's reads; anything else, or a wildcard before the verb, can write.
+        "iam" if !(name.starts_with("get") || name.starts_with("list")) => {
+            Some("an IAM action that can change permissions")
+        }
+        "sts" if !matches!(name, "getcalleridentity" | "getaccesskeyinfo") => {
+            Some("an STS action that issues credentials")
+        }
+        _ => None,
+    }
 }
 
 fn description(text: &str) -> Result<String, InvalidProperty> {
@@ -769,6 +884,119 @@ mod tests {
                 .unwrap_err()
                 .property,
             "Tiers"
+        );
+    }
+
+    fn enforced(props: Value, rules: &Rules) -> Result<Spec, InvalidProperty> {
+        let mut spec = parse(props)?;
+        spec.enforce(rules, &aws()).map(|()| spec)
+    }
+
+    fn with_action(action: Value) -> Value {
+        json!({"InlinePolicies": {"p": {"Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
+            {"Effect": "Allow", "Action": action, "Resource": "*"},
+        ]}}})
+    }
+
+    #[test]
+    fn restricted_inline_policies_refuse_escalation() {
+        let rules = Rules::default();
+        for action in [
+            json!("*"),
+            json!("iam:*"),
+            json!("IAM:PassRole"),
+            json!(["s3:*", "iam:AttachRolePolicy"]),
+            json!("iam:*Role"),
+            json!("iam:G*"),
+            json!("sts:AssumeRole"),
+            json!("sts:Get*"),
+            json!("*:*"),
+            json!("i*:CreateUser"),
+        ] {
+            let err = enforced(with_action(action.clone()), &rules).unwrap_err();
+            assert_eq!(err.property, "InlinePolicies.p", "{action}");
+            assert!(
+                err.reason.contains("Statement[1]"),
+                "{action}: {}",
+                err.reason
+            );
+        }
+        let not_action = json!({"InlinePolicies": {"p": {"Statement": {"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"}}}});
+        assert!(
+            enforced(not_action, &rules)
+                .unwrap_err()
+                .reason
+                .contains("NotAction")
+        );
+        for action in [
+            json!("iam:GetRole"),
+            json!("iam:List*"),
+            json!("sts:GetCallerIdentity"),
+            json!("s3:*"),
+        ] {
+            assert!(
+                enforced(with_action(action.clone()), &rules).is_ok(),
+                "{action}"
+            );
+        }
+        let deny_iam = json!({"InlinePolicies": {"p": {"Statement": {"Effect": "Deny", "Action": "iam:*", "Resource": "*"}}}});
+        assert!(enforced(deny_iam, &rules).is_ok());
+    }
+
+    #[test]
+    fn inline_policy_modes() {
+        let mut rules = Rules {
+            inline_policies: InlinePolicies::Any,
+            ..Rules::default()
+        };
+        assert!(enforced(with_action(json!("iam:*")), &rules).is_ok());
+        rules.inline_policies = InlinePolicies::Deny;
+        let err = enforced(with_action(json!("s3:GetObject")), &rules).unwrap_err();
+        assert!(
+            err.reason.contains("INLINE_POLICIES is deny"),
+            "{}",
+            err.reason
+        );
+        assert!(enforced(json!({}), &rules).is_ok());
+        rules.inline_policies = InlinePolicies::parse(Some("maybe"));
+        let err = enforced(with_action(json!("s3:GetObject")), &rules).unwrap_err();
+        assert!(err.reason.contains("\"maybe\""), "{}", err.reason);
+        assert_eq!(InlinePolicies::parse(Some(" Any ")), InlinePolicies::Any);
+        assert_eq!(InlinePolicies::parse(None), InlinePolicies::Restricted);
+    }
+
+    #[test]
+    fn a_required_boundary_is_applied_and_no_other_accepted() {
+        let boundary = "arn:aws:iam::123456789012:policy/Boundary";
+        let rules = Rules {
+            permissions_boundary: Some(boundary.into()),
+            ..Rules::default()
+        };
+        assert_eq!(
+            enforced(json!({}), &rules)
+                .unwrap()
+                .permissions_boundary
+                .as_deref(),
+            Some(boundary)
+        );
+        assert!(enforced(json!({"PermissionsBoundary": boundary}), &rules).is_ok());
+        let err = enforced(
+            json!({"PermissionsBoundary": "arn:aws:iam::123456789012:policy/Other"}),
+            &rules,
+        )
+        .unwrap_err();
+        assert_eq!(err.property, "PermissionsBoundary");
+        assert!(err.reason.contains("PERMISSIONS_BOUNDARY_ARN"));
+        let broken = Rules {
+            permissions_boundary: Some("Boundary".into()),
+            ..Rules::default()
+        };
+        assert!(
+            enforced(json!({}), &broken)
+                .unwrap_err()
+                .reason
+                .contains("unusable")
         );
     }
 
