@@ -12,6 +12,27 @@ arn:*:iam::aws:policy/AWSElasticBeanstalkMulticontainerDocker";
 pub struct Config {
     pub response_urls: ResponseUrlPolicy,
     pub rules: Rules,
+    pub propagation: Propagation,
+}
+
+/// How a new instance profile is confirmed before SUCCESS (see `lifecycle::wait_until_visible`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Propagation {
+    /// `PROPAGATION_READS`: consecutive reads that must show the profile with its role.
+    pub reads: u32,
+    /// `PROPAGATION_INTERVAL_MS`: time between reads.
+    pub interval: std::time::Duration,
+}
+
+impl Default for Propagation {
+    /// Three reads a second apart: the profile must look right over two seconds, across the
+    /// replicas that answer, before Elastic Beanstalk is told to use it.
+    fn default() -> Self {
+        Self {
+            reads: 3,
+            interval: std::time::Duration::from_secs(1),
+        }
+    }
 }
 
 /// What the operator allows a template to ask for, whoever writes the template: whoever can invoke
@@ -82,6 +103,16 @@ impl Config {
                 ),
                 permissions_boundary: var("PERMISSIONS_BOUNDARY_ARN").map(|v| v.trim().to_owned()),
                 inline_policies: InlinePolicies::parse(var("INLINE_POLICIES").as_deref()),
+            },
+            propagation: {
+                let number = |name| var(name).and_then(|v| v.trim().parse::<u32>().ok());
+                let default = Propagation::default();
+                Propagation {
+                    reads: number("PROPAGATION_READS").unwrap_or(default.reads).max(1),
+                    interval: number("PROPAGATION_INTERVAL_MS")
+                        .map(|ms| std::time::Duration::from_millis(ms.into()))
+                        .unwrap_or(default.interval),
+                }
             },
         }
     }

@@ -11,6 +11,7 @@ use crate::lifecycle;
 use crate::names;
 use crate::protocol::{self, Outcome, ReplyTo, Status};
 use crate::respond::{Responder, redact};
+use crate::verify;
 use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
 use std::future::Future;
@@ -36,6 +37,10 @@ pub enum HandlerError {
     TooLong(#[from] protocol::TooLong),
     #[error(transparent)]
     Send(#[from] crate::respond::SendError),
+    #[error("invalid SNS notification: {0}")]
+    Sns(String),
+    #[error(transparent)]
+    Verify(#[from] verify::VerifyError),
 }
 
 impl From<HandlerError> for lambda_runtime::Diagnostic {
@@ -45,6 +50,9 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
             HandlerError::ResponseUrlRefused(_) => "ResponseUrlRefused",
             HandlerError::TooLong(_) => "ResponseTooLong",
             HandlerError::Send(_) => "ResponseNotDelivered",
+            HandlerError::Sns(_) => "InvalidRequest",
+            HandlerError::Verify(verify::VerifyError::Iam(_)) => "IamError",
+            HandlerError::Verify(_) => "InvalidRequest",
         };
         Self {
             error_type: error_type.into(),
@@ -105,13 +113,48 @@ where
     }
 }
 
-/// Handles one Lambda event. Returns an error (so that Lambda retries) only when no response could
-/// be delivered.
+/// Handles one Lambda event: a CloudFormation request, the same delivered through SNS, or a direct
+/// Verify or Repair. Returns an error (so that Lambda retries) only when a response could not be
+/// delivered, or the event is not one of these.
 pub async fn handle(env: Arc<Env>, event: LambdaEvent<Value>) -> Result<Value, HandlerError> {
     let deadline = deadline_of(event.context.deadline);
-    let request = match protocol::parse(event.payload) {
+    let payload = event.payload;
+    if let Some(records) = payload.get("Records").and_then(Value::as_array) {
+        return sns(&env, records, deadline).await;
+    }
+    if payload.get("Action").is_some() && payload.get("RequestType").is_none() {
+        let check = verify::Check::parse(payload)?;
+        tracing::info!(action = ?check.action, profile = %check.instance_profile_name, "direct request");
+        return Ok(check.run(&env.iam, &env.config).await?);
+    }
+    answer(&env, payload, deadline).await
+}
+
+/// CloudFormation's SNS-backed custom resources: each record's Message is a request, answered on its
+/// own ResponseURL. All records are handled; the invocation fails if any could not be answered.
+async fn sns(env: &Arc<Env>, records: &[Value], deadline: Instant) -> Result<Value, HandlerError> {
+    let answers = futures_util::future::join_all(records.iter().map(|record| async move {
+        let message = record
+            .pointer("/Sns/Message")
+            .and_then(Value::as_str)
+            .ok_or_else(|| HandlerError::Sns("a record has no Sns.Message".into()))?;
+        let request = serde_json::from_str(message)
+            .map_err(|e| HandlerError::Sns(format!("a record's Sns.Message is not JSON: {e}")))?;
+        answer(env, request, deadline).await
+    }))
+    .await;
+    let mut results = Vec::new();
+    for answer in answers {
+        results.push(answer?);
+    }
+    Ok(Value::Array(results))
+}
+
+/// Handles one CloudFormation request, from parsing to delivered response.
+async fn answer(env: &Arc<Env>, payload: Value, deadline: Instant) -> Result<Value, HandlerError> {
+    let request = match protocol::parse(payload) {
         Ok(request) => request,
-        Err(invalid) => return answer_invalid(&env, invalid, deadline).await,
+        Err(invalid) => return answer_invalid(env, invalid, deadline).await,
     };
     let url = env
         .config
@@ -132,7 +175,8 @@ pub async fn handle(env: Arc<Env>, event: LambdaEvent<Value>) -> Result<Value, H
     let fallback = lifecycle::fallback_physical_id(&env.config, &request);
     let work = {
         let (env, request) = (env.clone(), request.clone());
-        async move { lifecycle::handle(&env.iam, &env.config, &request).await }
+        let work_deadline = Instant::now() + budget;
+        async move { lifecycle::handle(&env.iam, &env.config, &request, work_deadline).await }
     };
     let outcome = guarded(work, budget, &fallback).await;
     tracing::info!(
@@ -141,7 +185,7 @@ pub async fn handle(env: Arc<Env>, event: LambdaEvent<Value>) -> Result<Value, H
         reason = %outcome.reason,
         "request handled"
     );
-    deliver(&env, &request.reply_to, &url, &outcome, deadline).await
+    deliver(env, &request.reply_to, &url, &outcome, deadline).await
 }
 
 async fn deliver(

@@ -186,6 +186,10 @@ impl Iam {
                 .and_then(|b| b.permissions_boundary_arn())
                 .map(str::to_owned),
             attached: absent_ok(attached)?.unwrap_or_default(),
+            trust_policy: role
+                .assume_role_policy_document()
+                .unwrap_or_default()
+                .to_owned(),
         }))
     }
 
@@ -285,6 +289,12 @@ impl Iam {
                 c.delete_role_policy()
                     .role_name(role)
                     .policy_name(name.as_str())
+            ),
+            Step::UpdateTrustPolicy(document) => send!(
+                "UpdateAssumeRolePolicy",
+                c.update_assume_role_policy()
+                    .role_name(role)
+                    .policy_document(document)
             ),
             Step::UpdateRole {
                 description,

@@ -14,7 +14,9 @@
 //! * [`iam`] is the only module that talks to IAM.
 //! * [`lifecycle`] runs Create, Update and Delete by combining the above.
 //! * [`respond`] delivers the response to the presigned URL.
-//! * [`handler`] ties one invocation together: deadline, panic guard, response.
+//! * [`handler`] ties one invocation together: routing (CloudFormation, SNS, direct), deadline,
+//!   panic guard, response.
+//! * [`verify`] answers direct Verify and Repair requests.
 
 pub mod config;
 pub mod handler;
@@ -25,3 +27,4 @@ pub mod plan;
 pub mod protocol;
 pub mod respond;
 pub mod spec;
+pub mod verify;

@@ -6,7 +6,7 @@
 //! * a failed Create removes what it made and answers with an id that a later Delete handles;
 //! * a replacement never reuses the names of the entities it replaces.
 
-use crate::config::Config;
+use crate::config::{Config, Propagation};
 use crate::iam::{Iam, IamError};
 use crate::names::{self, ProfileName, RoleName};
 use crate::plan::{
@@ -17,6 +17,7 @@ use crate::spec::{InvalidProperty, Partition, Spec};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::future::Future;
+use tokio::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -26,7 +27,8 @@ pub enum Error {
     Iam(#[from] IamError),
     #[error(
         "{entity} {name} already exists and does not belong to this resource \
-         (its eb-instance-profile ownership tags do not name this stack and logical id); it was left unchanged"
+         (its eb-instance-profile ownership tags do not name this stack and logical id); it was left \
+         unchanged (AdoptExisting: true takes over an entity that no resource of this function manages)"
     )]
     NotOwned { entity: &'static str, name: String },
     #[error(
@@ -44,6 +46,30 @@ pub enum Error {
     UnknownPhysicalId(String),
     #[error("{entity} {name} was reported to exist but cannot be read")]
     Vanished { entity: &'static str, name: String },
+    #[error(
+        "instance profile {profile} did not read back with its role {wanted} times in a row before \
+         the deadline ({reads} reads, the last {streak} good); EC2 could reject it, so it was removed"
+    )]
+    NotPropagated {
+        profile: String,
+        reads: u32,
+        streak: u32,
+        wanted: u32,
+    },
+    #[error(
+        "role {0} does not let EC2 assume it (its trust policy has no Allow of sts:AssumeRole for \
+         ec2.amazonaws.com); set RepairTrustPolicy: true to add that statement, or fix the role"
+    )]
+    TrustPolicy(String),
+    #[error(
+        "instance profile {profile} holds role {held}, not {wanted}; an instance profile holds one \
+         role, and an adopted one is not emptied"
+    )]
+    HoldsOtherRole {
+        profile: String,
+        held: String,
+        wanted: String,
+    },
 }
 
 /// The validated spec of a request's properties, allowed by the operator's settings.
@@ -103,20 +129,31 @@ pub fn fallback_physical_id(config: &Config, request: &Request) -> String {
 }
 
 /// Handles one request. Every path ends in an [`Outcome`]; nothing here returns early unanswered.
-pub async fn handle(iam: &Iam, config: &Config, request: &Request) -> Outcome {
+/// `deadline` bounds the propagation wait, which has to stop in time to answer.
+pub async fn handle(iam: &Iam, config: &Config, request: &Request, deadline: Instant) -> Outcome {
     // Boxed: the SDK's futures nest deeply, and one unboxed state machine for all three would
     // exceed the compiler's layout depth.
     match &request.kind {
-        Kind::Create => Box::pin(create(iam, config, request)).await,
+        Kind::Create => Box::pin(create(iam, config, request, deadline)).await,
         Kind::Update {
             physical_id,
             old_properties,
-        } => Box::pin(update(iam, config, request, physical_id, old_properties)).await,
+        } => {
+            Box::pin(update(
+                iam,
+                config,
+                request,
+                physical_id,
+                old_properties,
+                deadline,
+            ))
+            .await
+        }
         Kind::Delete { physical_id } => Box::pin(delete(iam, request, physical_id)).await,
     }
 }
 
-async fn create(iam: &Iam, config: &Config, request: &Request) -> Outcome {
+async fn create(iam: &Iam, config: &Config, request: &Request, deadline: Instant) -> Outcome {
     let (spec, _) = match prepare(config, &request.properties, request.stack_id()) {
         Ok(prepared) => prepared,
         // Nothing was made: the generated name exists nowhere, so the rollback Delete is a no-op.
@@ -129,7 +166,7 @@ async fn create(iam: &Iam, config: &Config, request: &Request) -> Outcome {
         spec: &spec,
         owner: &owner,
     };
-    match build(iam, desired, None, Order::CreateFirst).await {
+    match build_new(iam, config, desired, deadline).await {
         Ok(built) => success(desired, &built, "created"),
         Err((error, _)) => {
             // Whatever this resource owns at these names was made for this Create (by this delivery
@@ -146,6 +183,7 @@ async fn update(
     request: &Request,
     physical_id: &str,
     old_properties: &Value,
+    deadline: Instant,
 ) -> Outcome {
     let (spec, partition) = match prepare(config, &request.properties, request.stack_id()) {
         Ok(prepared) => prepared,
@@ -160,6 +198,8 @@ async fn update(
     let owner = owner_of(request);
     let change = Change {
         iam,
+        config,
+        deadline,
         request,
         spec: &spec,
         old: old.as_ref(),
@@ -177,6 +217,8 @@ async fn update(
 /// An Update: the new spec, the old one (if it still parses) and the resource being changed.
 struct Change<'a> {
     iam: &'a Iam,
+    config: &'a Config,
+    deadline: Instant,
     request: &'a Request,
     spec: &'a Spec,
     old: Option<&'a Spec>,
@@ -194,11 +236,18 @@ impl Change<'_> {
             old,
             owner,
             physical_id,
+            ..
         } = *self;
         let profile = ProfileName::parse(physical_id)
             .map_err(|_| Error::UnknownPhysicalId(physical_id.into()))?;
         let entity = "Instance profile";
-        let existing = check_owned(owner, entity, profile.as_str(), iam.profile(&profile).await?)?;
+        let existing = check_owned(
+            owner,
+            entity,
+            profile.as_str(),
+            iam.profile(&profile).await?,
+            false,
+        )?;
         let role = spec
             .role_name
             .clone()
@@ -226,6 +275,7 @@ impl Change<'_> {
             old,
             owner,
             physical_id,
+            ..
         } = *self;
         let target = new_target(spec, request);
         let needs_new_name = |property, name: &str| Error::NeedsNewName {
@@ -256,7 +306,7 @@ impl Change<'_> {
             spec,
             owner,
         };
-        match build(iam, desired, None, Order::CreateFirst).await {
+        match build_new(iam, self.config, desired, self.deadline).await {
             // CloudFormation sees the new PhysicalResourceId and later deletes the old one.
             Ok(built) => Ok(success(desired, &built, "replaced")),
             Err((error, made)) => {
@@ -351,6 +401,59 @@ enum Order {
 struct Built {
     role_arn: String,
     profile_arn: String,
+    made: Made,
+}
+
+/// Builds new entities (a Create or a replacement) and, unless the template says not to, waits
+/// until IAM shows the profile with its role.
+async fn build_new(
+    iam: &Iam,
+    config: &Config,
+    desired: Desired<'_>,
+    deadline: Instant,
+) -> Result<Built, (Error, Made)> {
+    let built = build(iam, desired, None, Order::CreateFirst).await?;
+    if desired.spec.wait_for_propagation
+        && let Err(e) = wait_until_visible(iam, desired.target, &config.propagation, deadline).await
+    {
+        return Err((e, built.made));
+    }
+    Ok(built)
+}
+
+/// Reads the instance profile until it shows its role `reads` times in a row, `interval` apart.
+///
+/// IAM is eventually consistent: right after creation EC2 and Elastic Beanstalk can still reject
+/// the profile. One successful read can come from a replica that is already up to date while
+/// others are not; several in a row, spaced out, make a stale answer unlikely (the approach of
+/// long-standing infrastructure tools). aws-sdk-iam's own instance-profile waiter cannot be used: it
+/// matches an error code IAM does not send.
+async fn wait_until_visible(
+    iam: &Iam,
+    target: &Target,
+    settings: &Propagation,
+    deadline: Instant,
+) -> Result<(), Error> {
+    let (mut reads, mut streak) = (0u32, 0u32);
+    loop {
+        let visible =
+            matches!(iam.profile(&target.profile).await, Ok(Some(p)) if p.holds(&target.role));
+        reads += 1;
+        streak = if visible { streak + 1 } else { 0 };
+        if streak >= settings.reads {
+            tracing::info!(reads, profile = %target.profile, "instance profile visible");
+            return Ok(());
+        }
+        if Instant::now() + settings.interval >= deadline {
+            return Err(Error::NotPropagated {
+                profile: target.profile.to_string(),
+                reads,
+                streak,
+                wanted: settings.reads,
+            });
+        }
+        tokio::time::sleep(settings.interval).await;
+    }
 }
 
 /// Makes the role and profile exist, owned, and converges them on `desired`.
@@ -373,6 +476,25 @@ async fn build(
         (Ok(role), Ok(profile)) => (role, profile),
         (Err(e), _) | (_, Err(e)) => return Err((e, made)),
     };
+    if role.adopted()
+        && !desired.spec.repair_trust_policy
+        && !crate::spec::trust_allows_ec2(&role.trust_policy)
+    {
+        return Err((Error::TrustPolicy(desired.target.role.to_string()), made));
+    }
+    if profile.adopted()
+        && let Some(held) = profile
+            .roles
+            .iter()
+            .find(|r| !desired.target.role.same_entity(r))
+    {
+        let error = Error::HoldsOtherRole {
+            profile: desired.target.profile.to_string(),
+            held: held.clone(),
+            wanted: desired.target.role.to_string(),
+        };
+        return Err((error, made));
+    }
     let plan = plan::converge(desired, &role, &profile, old);
     iam.run(desired.target, &plan)
         .await
@@ -380,23 +502,35 @@ async fn build(
     Ok(Built {
         role_arn: role.into_inner().arn,
         profile_arn: profile.into_inner().arn,
+        made,
     })
 }
 
-/// The entity as owned, `None` if absent, or [`Error::NotOwned`].
+/// The entity as owned, `None` if absent, or [`Error::NotOwned`]. With `adopt`, an entity that
+/// belongs to no one of this function's is taken over instead.
 fn check_owned<T: Tagged>(
     owner: &Owner,
     entity: &'static str,
     name: &str,
     state: Option<T>,
+    adopt: bool,
 ) -> Result<Option<Owned<T>>, Error> {
-    state
-        .map(|s| owner.claim(s))
-        .transpose()
-        .map_err(|_| Error::NotOwned {
+    let Some(state) = state else {
+        return Ok(None);
+    };
+    match owner.claim(state) {
+        Ok(owned) => Ok(Some(owned)),
+        // Another resource of this function owns it: never taken, adoption or not.
+        Err(other) if other.tags().contains_key(plan::TAG_STACK_ID) => Err(Error::NotOwned {
             entity,
             name: name.into(),
-        })
+        }),
+        Err(other) if adopt => Ok(Some(owner.adopt(other))),
+        Err(_) => Err(Error::NotOwned {
+            entity,
+            name: name.into(),
+        }),
+    }
 }
 
 /// The entity if it exists and is owned; `None` otherwise.
@@ -437,7 +571,8 @@ async fn ensure_role(
     ensure(
         order,
         || async {
-            check_owned(d.owner, "Role", name.as_str(), iam.role(name).await?)
+            let adopt = d.spec.adopt_existing;
+            check_owned(d.owner, "Role", name.as_str(), iam.role(name).await?, adopt)
         },
         || async {
             let created = iam
@@ -463,7 +598,14 @@ async fn ensure_profile(
     ensure(
         order,
         || async {
-            check_owned(d.owner, entity, name.as_str(), iam.profile(name).await?)
+            let adopt = d.spec.adopt_existing;
+            check_owned(
+                d.owner,
+                entity,
+                name.as_str(),
+                iam.profile(name).await?,
+                adopt,
+            )
         },
         || async {
             let created = iam

@@ -16,6 +16,11 @@ pub const TAG_LOGICAL_ID: &str = "eb-instance-profile:logical-id";
 /// Tag on an instance profile naming its role, so that Delete finds the role even when the profile
 /// was emptied out of band.
 pub const TAG_ROLE_NAME: &str = "eb-instance-profile:role-name";
+/// Tag marking an entity that existed before this resource took it over (AdoptExisting): it is
+/// only ever added to, and Delete leaves it in place.
+pub const TAG_ADOPTED: &str = "eb-instance-profile:adopted";
+/// Every tag key the function manages itself.
+pub const OWN_TAG_KEYS: [&str; 4] = [TAG_STACK_ID, TAG_LOGICAL_ID, TAG_ROLE_NAME, TAG_ADOPTED];
 
 pub type Tags = BTreeMap<String, String>;
 
@@ -46,11 +51,11 @@ pub trait Tagged {
     fn tags(&self) -> &Tags;
 }
 
-/// An entity whose ownership tags name this resource. Plans are built only from these, so no IAM
-/// call that changes or deletes something can be planned for an entity whose ownership was not
-/// checked first.
+/// An entity whose ownership tags name this resource, or that it is taking over. Plans are built
+/// only from these, so no IAM call that changes or deletes something can be planned for an entity
+/// whose ownership was not checked first.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owned<T>(T);
+pub struct Owned<T>(T, bool);
 
 impl<T> std::ops::Deref for Owned<T> {
     type Target = T;
@@ -64,16 +69,28 @@ impl<T> Owned<T> {
     pub fn into_inner(self) -> T {
         self.0
     }
+
+    /// Whether the entity was adopted rather than made by this resource.
+    pub fn adopted(&self) -> bool {
+        self.1
+    }
 }
 
 impl Owner {
     /// The entity as this resource's, if its tags say so; else back unchanged.
     pub fn claim<T: Tagged>(&self, state: T) -> Result<Owned<T>, T> {
         if self.owns(state.tags()) {
-            Ok(Owned(state))
+            let adopted = state.tags().contains_key(TAG_ADOPTED);
+            Ok(Owned(state, adopted))
         } else {
             Err(state)
         }
+    }
+
+    /// Takes over an entity someone else made (AdoptExisting); the plan then tags it as this
+    /// resource's and adopted.
+    pub fn adopt<T: Tagged>(&self, state: T) -> Owned<T> {
+        Owned(state, true)
     }
 }
 
@@ -87,6 +104,8 @@ pub struct RoleState {
     pub permissions_boundary: Option<String>,
     /// ARNs of the attached managed policies.
     pub attached: BTreeSet<String>,
+    /// The trust policy document, as IAM returns it (possibly URL-encoded).
+    pub trust_policy: String,
 }
 
 /// What IAM holds for an instance profile.
@@ -147,23 +166,30 @@ impl Desired<'_> {
     /// The state of a role this request has just created: everything CreateRole sets is in place,
     /// the ownership tags included.
     pub fn created_role(&self, arn: String) -> Owned<RoleState> {
-        Owned(RoleState {
-            arn,
-            tags: self.role_tags(),
-            description: Some(self.spec.description.clone()),
-            max_session_duration: Some(self.spec.max_session_duration),
-            permissions_boundary: self.spec.permissions_boundary.clone(),
-            attached: BTreeSet::new(),
-        })
+        Owned(
+            RoleState {
+                arn,
+                tags: self.role_tags(),
+                description: Some(self.spec.description.clone()),
+                max_session_duration: Some(self.spec.max_session_duration),
+                permissions_boundary: self.spec.permissions_boundary.clone(),
+                attached: BTreeSet::new(),
+                trust_policy: crate::spec::TRUST_POLICY.to_owned(),
+            },
+            false,
+        )
     }
 
     /// The state of an instance profile this request has just created.
     pub fn created_profile(&self, arn: String) -> Owned<ProfileState> {
-        Owned(ProfileState {
-            arn,
-            tags: self.profile_tags(),
-            roles: Vec::new(),
-        })
+        Owned(
+            ProfileState {
+                arn,
+                tags: self.profile_tags(),
+                roles: Vec::new(),
+            },
+            false,
+        )
     }
 }
 
@@ -171,6 +197,7 @@ impl Desired<'_> {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Step {
     RemoveRoleFromProfile(String),
+    UpdateTrustPolicy(String),
     AttachPolicy(String),
     PutInlinePolicy(PolicyName, String),
     UpdateRole {
@@ -245,16 +272,17 @@ pub fn converge(
     let mut grant = Vec::new();
     let mut revoke = Vec::new();
 
-    let strangers: Vec<&String> = profile
-        .roles
-        .iter()
-        .filter(|r| !desired.target.role.same_entity(r))
-        .collect();
-    empty_profile.extend(
-        strangers
-            .iter()
-            .map(|r| Step::RemoveRoleFromProfile((*r).clone())),
-    );
+    // An adopted profile that holds another role is refused before planning; an owned one is
+    // emptied of roles put there out of band.
+    if !profile.adopted() {
+        empty_profile.extend(
+            profile
+                .roles
+                .iter()
+                .filter(|r| !desired.target.role.same_entity(r))
+                .map(|r| Step::RemoveRoleFromProfile(r.clone())),
+        );
+    }
     if !profile.holds(&desired.target.role) {
         grant.push(Step::AddRoleToProfile);
     }
@@ -269,8 +297,16 @@ pub fn converge(
             .iter()
             .map(|(name, doc)| Step::PutInlinePolicy(name.clone(), doc.clone())),
     );
-    if role.description.as_deref() != Some(spec.description.as_str())
-        || role.max_session_duration != Some(spec.max_session_duration)
+    if !crate::spec::trust_allows_ec2(&role.trust_policy) {
+        // An adopted role gets here only with RepairTrustPolicy; the other principals stay.
+        grant.push(Step::UpdateTrustPolicy(crate::spec::trust_with_ec2(
+            &role.trust_policy,
+        )));
+    }
+    // An adopted role keeps its own description and session duration.
+    if !role.adopted()
+        && (role.description.as_deref() != Some(spec.description.as_str())
+            || role.max_session_duration != Some(spec.max_session_duration))
     {
         grant.push(Step::UpdateRole {
             description: spec.description.clone(),
@@ -288,14 +324,22 @@ pub fn converge(
     }
 
     let old_tags = old.map(|o| &o.tags);
-    let (set, remove) = tag_changes(&desired.role_tags(), &role.tags, old_tags);
+    let adopted_mark = |mut tags: Tags, adopted: bool| {
+        if adopted {
+            tags.insert(TAG_ADOPTED.into(), "true".into());
+        }
+        tags
+    };
+    let role_tags = adopted_mark(desired.role_tags(), role.adopted());
+    let (set, remove) = tag_changes(&role_tags, &role.tags, old_tags);
     if !set.is_empty() {
         grant.push(Step::TagRole(set));
     }
     if !remove.is_empty() {
         revoke.push(Step::UntagRole(remove));
     }
-    let (set, remove) = tag_changes(&desired.profile_tags(), &profile.tags, old_tags);
+    let profile_tags = adopted_mark(desired.profile_tags(), profile.adopted());
+    let (set, remove) = tag_changes(&profile_tags, &profile.tags, old_tags);
     if !set.is_empty() {
         grant.push(Step::TagProfile(set));
     }
@@ -318,7 +362,20 @@ pub fn converge(
         );
     }
 
+    if role.adopted() || profile.adopted() {
+        // Nothing that was there before adoption is ever removed: only additions.
+        revoke.clear();
+    }
     Plan::from_rounds([empty_profile, grant, revoke])
+}
+
+/// Removes this resource's own tags from an adopted entity, which Delete otherwise leaves alone.
+fn release(tags: &Tags) -> Vec<String> {
+    OWN_TAG_KEYS
+        .iter()
+        .filter(|k| tags.contains_key(**k))
+        .map(|k| (*k).to_owned())
+        .collect()
 }
 
 /// The owned entities found at a resource's names, to be deleted.
@@ -332,15 +389,17 @@ pub struct Found {
 }
 
 /// The calls that delete owned entities, in the order IAM requires: a role leaves its profile and
-/// loses its policies before either is deleted.
+/// loses its policies before either is deleted. Adopted entities stay, with their policies, and
+/// lose only this resource's tags.
 ///
 /// A role still in a profile that is not this resource's stays there; DeleteRole then fails with
 /// DeleteConflict, which is reported, rather than changing someone else's profile.
 pub fn teardown(target: &Target, found: &Found) -> Plan {
     let mut detach = Vec::new();
     let mut delete = Vec::new();
+    let role_goes = found.role.as_ref().is_some_and(|(r, _)| !r.adopted());
     match &found.profile {
-        Some((profile, true)) => {
+        Some((profile, true)) if !profile.adopted() => {
             detach.extend(
                 profile
                     .roles
@@ -349,15 +408,24 @@ pub fn teardown(target: &Target, found: &Found) -> Plan {
             );
             delete.push(Step::DeleteProfile);
         }
-        Some((profile, false)) if found.role.is_some() && profile.holds(&target.role) => {
-            detach.push(Step::RemoveRoleFromProfile(target.role.to_string()));
+        Some((profile, _)) => {
+            if role_goes && profile.holds(&target.role) {
+                detach.push(Step::RemoveRoleFromProfile(target.role.to_string()));
+            }
+            if profile.adopted() {
+                delete.push(Step::UntagProfile(release(&profile.tags)));
+            }
         }
-        _ => {}
+        None => {}
     }
-    if let Some((role, inline)) = &found.role {
-        detach.extend(role.attached.iter().map(|a| Step::DetachPolicy(a.clone())));
-        detach.extend(inline.iter().map(|n| Step::DeleteInlinePolicy(n.clone())));
-        delete.push(Step::DeleteRole);
+    match &found.role {
+        Some((role, _)) if role.adopted() => delete.push(Step::UntagRole(release(&role.tags))),
+        Some((role, inline)) => {
+            detach.extend(role.attached.iter().map(|a| Step::DetachPolicy(a.clone())));
+            detach.extend(inline.iter().map(|n| Step::DeleteInlinePolicy(n.clone())));
+            delete.push(Step::DeleteRole);
+        }
+        None => {}
     }
     Plan::from_rounds([detach, delete])
 }

@@ -24,7 +24,7 @@ pub const RESERVED_TAG_PREFIX: &str = "eb-instance-profile:";
 
 /// Properties CloudFormation adds itself; they are not the resource's business.
 const IGNORED: [&str; 2] = ["ServiceToken", "ServiceTimeout"];
-const KNOWN: [&str; 10] = [
+const KNOWN: [&str; 13] = [
     "InstanceProfileName",
     "RoleName",
     "Path",
@@ -35,6 +35,9 @@ const KNOWN: [&str; 10] = [
     "Description",
     "MaxSessionDuration",
     "Tags",
+    "AdoptExisting",
+    "RepairTrustPolicy",
+    "WaitForPropagation",
 ];
 
 /// A property that cannot be used, and why.
@@ -128,6 +131,12 @@ pub struct Spec {
     pub max_session_duration: i32,
     /// User tags, keys unique regardless of case.
     pub tags: BTreeMap<String, String>,
+    /// Take over an existing role or profile of the wanted name instead of refusing it.
+    pub adopt_existing: bool,
+    /// When adopting a role that EC2 may not assume, add the statement that lets it.
+    pub repair_trust_policy: bool,
+    /// Confirm that the new profile reads back with its role before answering SUCCESS.
+    pub wait_for_propagation: bool,
 }
 
 /// What decides which entities a resource is: a change of any of these means replacement.
@@ -238,6 +247,14 @@ impl Spec {
             None => BTreeMap::new(),
         };
 
+        let flag = |name: &str, default: bool| match get(name) {
+            Some(v) => boolean(name, v),
+            None => Ok(default),
+        };
+        let adopt_existing = flag("AdoptExisting", false)?;
+        let repair_trust_policy = flag("RepairTrustPolicy", false)?;
+        let wait_for_propagation = flag("WaitForPropagation", true)?;
+
         Ok(Self {
             instance_profile_name,
             role_name,
@@ -249,6 +266,9 @@ impl Spec {
             description,
             max_session_duration,
             tags,
+            adopt_existing,
+            repair_trust_policy,
+            wait_for_propagation,
         })
     }
 
@@ -401,6 +421,80 @@ fn integer(property: &str, value: &Value) -> Result<i64, InvalidProperty> {
             format!("must be a whole number, got {}", type_name(value)),
         )
     })
+}
+
+/// A boolean, or the strings "true" and "false" that CloudFormation turns booleans into.
+fn boolean(property: &str, value: &Value) -> Result<bool, InvalidProperty> {
+    match value {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(s) if s.trim().eq_ignore_ascii_case("false") => Ok(false),
+        other => Err(invalid(
+            property,
+            format!("must be true or false, got {}", type_name(other)),
+        )),
+    }
+}
+
+/// Whether a trust policy lets EC2 assume the role: a statement that allows `sts:AssumeRole` to the
+/// EC2 service principal. The document may arrive URL-encoded, as GetRole returns it.
+pub fn trust_allows_ec2(document: &str) -> bool {
+    let decoded = percent_encoding::percent_decode_str(document).decode_utf8_lossy();
+    let Ok(doc) = serde_json::from_str::<Value>(&decoded) else {
+        return false;
+    };
+    let as_list = |v: Option<&Value>| -> Vec<String> {
+        match v {
+            Some(Value::String(s)) => vec![s.to_ascii_lowercase()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_ascii_lowercase)
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let statements = match doc.get("Statement") {
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(one) => vec![one],
+        None => Vec::new(),
+    };
+    statements.into_iter().any(|st| {
+        let allows = st
+            .get("Effect")
+            .and_then(Value::as_str)
+            .is_some_and(|e| e.eq_ignore_ascii_case("Allow"));
+        let assume = as_list(st.get("Action"))
+            .iter()
+            .any(|a| matches!(a.as_str(), "sts:assumerole" | "sts:*" | "*"));
+        let ec2 = as_list(st.get("Principal").and_then(|p| p.get("Service")))
+            .iter()
+            .any(|s| matches!(s.as_str(), "ec2.amazonaws.com" | "ec2.amazonaws.com.cn"));
+        allows && assume && ec2
+    })
+}
+
+/// The trust policy with the EC2 statement of [`TRUST_POLICY`] added to its statements.
+pub fn trust_with_ec2(document: &str) -> String {
+    let decoded = percent_encoding::percent_decode_str(document).decode_utf8_lossy();
+    let ours: Value = serde_json::from_str(TRUST_POLICY).expect("the trust policy is JSON");
+    let statement = ours["Statement"][0].clone();
+    match serde_json::from_str::<Value>(&decoded) {
+        Ok(Value::Object(mut doc)) => {
+            let statements = match doc.remove("Statement") {
+                Some(Value::Array(items)) => items,
+                Some(one) => vec![one],
+                None => Vec::new(),
+            };
+            doc.insert(
+                "Statement".into(),
+                Value::Array(statements.into_iter().chain([statement]).collect()),
+            );
+            doc.entry("Version").or_insert("2012-10-17".into());
+            Value::Object(doc).to_string()
+        }
+        _ => TRUST_POLICY.to_owned(),
+    }
 }
 
 /// A list of strings, or one comma-separated string.
@@ -1129,6 +1223,43 @@ mod tests {
             .unwrap()
             .identity();
         assert!(same_path.changed(&old).is_empty());
+    }
+
+    #[test]
+    fn flags_take_booleans_and_their_strings() {
+        let spec = parse(json!({"AdoptExisting": "true", "WaitForPropagation": false})).unwrap();
+        assert!(spec.adopt_existing && !spec.wait_for_propagation && !spec.repair_trust_policy);
+        let defaults = parse(json!({})).unwrap();
+        assert!(!defaults.adopt_existing && defaults.wait_for_propagation);
+        assert_eq!(
+            rejected(json!({"AdoptExisting": "yes"})).property,
+            "AdoptExisting"
+        );
+        assert_eq!(
+            rejected(json!({"WaitForPropagation": 1})).property,
+            "WaitForPropagation"
+        );
+    }
+
+    #[test]
+    fn trust_policies_are_read_as_ec2_sees_them() {
+        assert!(trust_allows_ec2(TRUST_POLICY));
+        let encoded: String =
+            url::form_urlencoded::byte_serialize(TRUST_POLICY.as_bytes()).collect();
+        assert!(trust_allows_ec2(&encoded.replace('+', "%20")));
+        let lambda = TRUST_POLICY.replace("ec2.amazonaws.com", "lambda.amazonaws.com");
+        assert!(!trust_allows_ec2(&lambda));
+        assert!(!trust_allows_ec2(&TRUST_POLICY.replace("Allow", "Deny")));
+        assert!(!trust_allows_ec2(
+            &TRUST_POLICY.replace("sts:AssumeRole", "sts:TagSession")
+        ));
+        assert!(trust_allows_ec2(
+            r#"{"Statement":{"Effect":"Allow","Principal":{"Service":["lambda.amazonaws.com","ec2.amazonaws.com"]},"Action":["sts:AssumeRole"]}}"#
+        ));
+        assert!(!trust_allows_ec2("not json"));
+        let repaired = trust_with_ec2(&lambda);
+        assert!(trust_allows_ec2(&repaired));
+        assert!(repaired.contains("lambda.amazonaws.com"), "{repaired}");
     }
 
     #[test]

@@ -76,7 +76,11 @@ class FunctionStarter:
         self.started: list[FunctionProcess] = []
 
     def __call__(self, extra_env: dict | None = None, **kwargs) -> FunctionProcess:
-        env = {"ALLOWED_POLICY_ARNS": ALLOWED_POLICY_ARNS, **(extra_env or {})}
+        env = {"ALLOWED_POLICY_ARNS": ALLOWED_POLICY_ARNS,
+               # Propagation reads as in production, but 20 ms apart instead of a second: moto is
+               # consistent at once, and the suite creates many profiles.
+               "PROPAGATION_INTERVAL_MS": "20",
+               **(extra_env or {})}
         process = FunctionProcess(self.runtime, self.moto.url, env, **kwargs)
         self.started.append(process)
         return process.start()
