@@ -413,8 +413,12 @@ async fn build_new(
     deadline: Instant,
 ) -> Result<Built, (Error, Made)> {
     let built = build(iam, desired, None, Order::CreateFirst).await?;
+    // Stop waiting early enough to remove what was made, should the profile never show.
+    let left = deadline.saturating_duration_since(Instant::now());
+    let wait_until = deadline - (left / 3).min(std::time::Duration::from_secs(5));
     if desired.spec.wait_for_propagation
-        && let Err(e) = wait_until_visible(iam, desired.target, &config.propagation, deadline).await
+        && let Err(e) =
+            wait_until_visible(iam, desired.target, &config.propagation, wait_until).await
     {
         return Err((e, built.made));
     }
