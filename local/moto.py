@@ -26,6 +26,8 @@ from botocore.exceptions import ClientError
 from . import _proc
 
 REGION = "us-east-1"
+# One region of each partition the tests use: moto keeps a separate IAM per partition.
+CLEAN_REGIONS = ("us-east-1", "cn-north-1", "us-gov-west-1")
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
@@ -103,6 +105,37 @@ class MotoServer:
         iam.create_role(RoleName="moto-warm-up", AssumeRolePolicyDocument="{}")
         iam.delete_role(RoleName="moto-warm-up")
 
+    def clean(self) -> None:
+        """Delete every role, instance profile and customer managed policy, in each partition
+        the tests use, through the IAM API. Much faster than reset(), which reloads the ~1,000
+        AWS managed policies; S3 objects stay (tests use fresh keys)."""
+        for region in CLEAN_REGIONS:
+            iam = self._client("iam", region=region)
+            for page in iam.get_paginator("list_instance_profiles").paginate():
+                for profile in page["InstanceProfiles"]:
+                    name = profile["InstanceProfileName"]
+                    for role in profile.get("Roles", []):
+                        iam.remove_role_from_instance_profile(
+                            InstanceProfileName=name, RoleName=role["RoleName"])
+                    iam.delete_instance_profile(InstanceProfileName=name)
+            for page in iam.get_paginator("list_roles").paginate():
+                for role in page["Roles"]:
+                    name = role["RoleName"]
+                    for attached in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+                        iam.detach_role_policy(RoleName=name, PolicyArn=attached["PolicyArn"])
+                    for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+                        iam.delete_role_policy(RoleName=name, PolicyName=policy)
+                    if role.get("PermissionsBoundary"):
+                        iam.delete_role_permissions_boundary(RoleName=name)
+                    iam.delete_role(RoleName=name)
+            for page in iam.get_paginator("list_policies").paginate(Scope="Local"):
+                for policy in page["Policies"]:
+                    arn = policy["Arn"]
+                    for version in iam.list_policy_versions(PolicyArn=arn)["Versions"]:
+                        if not version["IsDefaultVersion"]:
+                            iam.delete_policy_version(PolicyArn=arn, VersionId=version["VersionId"])
+                    iam.delete_policy(PolicyArn=arn)
+
     def reset(self) -> None:
         """Wipe all state (AWS managed policies are loaded again)."""
         req = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
@@ -129,11 +162,11 @@ class MotoServer:
 
     # clients
 
-    def _client(self, service: str, config: Config | None = None):
+    def _client(self, service: str, config: Config | None = None, region: str = REGION):
         if self.url is None:
             raise RuntimeError("MotoServer is not started")
         return boto3.session.Session().client(
-            service, region_name=REGION, endpoint_url=self.url, config=config, **CREDENTIALS)
+            service, region_name=region, endpoint_url=self.url, config=config, **CREDENTIALS)
 
     def iam_client(self):
         return self._client("iam")

@@ -133,24 +133,50 @@ fn split_list(list: &str) -> Vec<String> {
 /// operator lists it as an extra prefix (the local emulator, for instance).
 #[derive(Debug, Clone, Default)]
 pub struct ResponseUrlPolicy {
-    extra_prefixes: Vec<String>,
+    /// Parsed so that they are compared by scheme, host, port and path, never as text: as text,
+    /// `http://127.0.0.1:4566` would also admit `http://127.0.0.1:4566@elsewhere/`.
+    extra_prefixes: Vec<Url>,
 }
 
 impl ResponseUrlPolicy {
+    /// Prefixes that are not URLs are ignored (and logged).
     pub fn new(extra_prefixes: Option<&str>) -> Self {
-        Self {
-            extra_prefixes: extra_prefixes.map(split_list).unwrap_or_default(),
-        }
+        let extra_prefixes = extra_prefixes
+            .map(split_list)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| match Url::parse(&p) {
+                Ok(url) if url.has_host() => Some(url),
+                _ => {
+                    tracing::error!(prefix = %p, "ALLOWED_RESPONSE_URL_PREFIXES entry is not a URL; ignored");
+                    None
+                }
+            })
+            .collect();
+        Self { extra_prefixes }
+    }
+
+    fn under(prefix: &Url, url: &Url) -> bool {
+        prefix.scheme() == url.scheme()
+            && prefix.host_str() == url.host_str()
+            && prefix.port_or_known_default() == url.port_or_known_default()
+            && url.path().starts_with(prefix.path())
     }
 
     /// Returns the parsed URL, or why it may not be contacted.
     pub fn check(&self, raw: &str) -> Result<Url, String> {
         let url = Url::parse(raw).map_err(|e| format!("ResponseURL is not a valid URL: {e}"))?;
-        if self
-            .extra_prefixes
-            .iter()
-            .any(|p| raw.starts_with(p.as_str()))
-        {
+        let refuse = |why: &str| {
+            Err(format!(
+                "ResponseURL {} {why}; it was not contacted",
+                crate::respond::redact(&url)
+            ))
+        };
+        // Presigned URLs never carry credentials before the host.
+        if !url.username().is_empty() || url.password().is_some() {
+            return refuse("carries a user name or password");
+        }
+        if self.extra_prefixes.iter().any(|p| Self::under(p, &url)) {
             return Ok(url);
         }
         let host = url.host_str().unwrap_or_default();
@@ -160,11 +186,10 @@ impl ResponseUrlPolicy {
         if url.scheme() == "https" && aws_host && url.port().is_none() {
             Ok(url)
         } else {
-            Err(format!(
-                "ResponseURL {} is not an https URL on *.amazonaws.com or *.amazonaws.com.cn \
-                 nor under ALLOWED_RESPONSE_URL_PREFIXES; it was not contacted",
-                crate::respond::redact(&url)
-            ))
+            refuse(
+                "is not an https URL on *.amazonaws.com or *.amazonaws.com.cn nor under \
+                 ALLOWED_RESPONSE_URL_PREFIXES",
+            )
         }
     }
 }
@@ -259,9 +284,27 @@ mod tests {
             "https://s3.amazonaws.com:8443/x",
             "http://127.0.0.1:5001/x",
             "not a url",
+            "http://127.0.0.1:5000@10.0.0.1/x",
+            "https://user:pw@cfn-resp.s3.amazonaws.com/key",
         ] {
             assert!(policy.check(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn prefixes_compare_as_urls_not_as_text() {
+        let policy =
+            ResponseUrlPolicy::new(Some("http://127.0.0.1:4566, https://x.example/cfn/, junk"));
+        assert!(policy.check("http://127.0.0.1:4566/bucket/key").is_ok());
+        assert!(
+            policy
+                .check("http://127.0.0.1:4566@127.0.0.1:9/bucket")
+                .is_err()
+        );
+        assert!(policy.check("http://127.0.0.1:45667/bucket").is_err());
+        assert!(policy.check("https://x.example/cfn/r?s=1").is_ok());
+        assert!(policy.check("https://x.example/other").is_err());
+        assert!(policy.check("https://x.example.evil/cfn/").is_err());
     }
 
     #[test]

@@ -11,11 +11,13 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// The URL without its query string and fragment, fit for logs.
+/// The URL without its query string, fragment and any user name or password, fit for logs.
 pub fn redact(url: &Url) -> String {
     let mut shown = url.clone();
     shown.set_query(None);
     shown.set_fragment(None);
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
     shown.to_string()
 }
 
@@ -107,5 +109,7 @@ mod tests {
         .unwrap();
         let shown = redact(&url);
         assert_eq!(shown, "https://b.s3.amazonaws.com/arn%3Aaws/key");
+        let with_user = Url::parse("https://u:p@h.example/k?Signature=s").unwrap();
+        assert_eq!(redact(&with_user), "https://h.example/k");
     }
 }

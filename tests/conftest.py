@@ -10,6 +10,7 @@ emulator, the real function binary, and `cfn` to send CloudFormation requests.
 from __future__ import annotations
 
 import itertools
+import uuid
 import sys
 
 import pytest
@@ -36,8 +37,8 @@ def moto():
 
 @pytest.fixture
 def clean_moto(moto):
-    """moto, reset once at the start of the test."""
-    moto.reset()
+    """moto with no roles, instance profiles or customer policies (in any partition)."""
+    moto.clean()
     return moto
 
 
@@ -133,7 +134,8 @@ class Cfn:
 
     def response_url(self) -> tuple[str, str]:
         """A fresh presigned ResponseURL and its S3 key."""
-        key = f"response-{next(self._keys):04d}"
+        # Unique across tests: clean_moto leaves S3 objects in place.
+        key = f"response-{uuid.uuid4().hex[:12]}-{next(self._keys):04d}"
         return self.moto.response_url(RESPONSE_BUCKET, key), key
 
     def read_response(self, key: str) -> dict | None:
