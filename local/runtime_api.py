@@ -28,7 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from . import _proc
 
@@ -63,6 +63,8 @@ class InvocationResult:
     request_id: str
     # Lambda-Runtime-Function-Error-Type header of an error post.
     error_type: str | None = None
+    # time.monotonic() when a poller was handed the event (None if it never was).
+    delivered_at: float | None = None
 
     def json(self):
         return json.loads(self.body)
@@ -82,6 +84,7 @@ class _Invocation:
     deadline_ms: int
     started: float = field(default_factory=time.monotonic)
     delivered: bool = False
+    delivered_at: float | None = None
     result: InvocationResult | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -99,6 +102,11 @@ class PendingInvocation:
 
     def done(self) -> bool:
         return self._inv.done.is_set()
+
+    @property
+    def delivered_at(self) -> float | None:
+        """time.monotonic() when a poller was handed this invocation, None until then."""
+        return self._inv.delivered_at
 
     def wait(self) -> InvocationResult:
         """Block until the function answers, or until the deadline plus the API's grace
@@ -119,6 +127,7 @@ class RuntimeApi:
         self._queue: collections.deque[_Invocation] = collections.deque()
         self._invocations: dict[str, _Invocation] = {}
         self._polls = 0
+        self._poll_times: list[float] = []
         self._stopping = False
         self._server: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -175,6 +184,12 @@ class RuntimeApi:
             return self._polls
 
     @property
+    def poll_times(self) -> list[float]:
+        """time.monotonic() of every /next request so far, as it arrived (for start-up timing)."""
+        with self._cond:
+            return list(self._poll_times)
+
+    @property
     def queued(self) -> int:
         """Invocations waiting for a poller."""
         with self._cond:
@@ -214,15 +229,16 @@ class RuntimeApi:
             if inv.result is None:
                 # Too late: a poller skips it from now on, and a late answer is rejected.
                 inv.result = InvocationResult("timeout", b"", time.monotonic() - inv.started,
-                                              inv.request_id)
+                                              inv.request_id, delivered_at=inv.delivered_at)
                 inv.done.set()
             return inv.result
 
     # the protocol side, called from handler threads
 
-    def _next(self, handler: "_Handler") -> None:
+    def _next(self, handler: "_Handler", arrived: float) -> None:
         with self._cond:
             self._polls += 1
+            self._poll_times.append(arrived)
             self._cond.notify_all()
             inv = None
             while inv is None:
@@ -235,6 +251,7 @@ class RuntimeApi:
                 if inv is None:
                     self._cond.wait(0.2)
             inv.delivered = True
+            inv.delivered_at = time.monotonic()
         try:
             handler.send(200, inv.payload, {
                 "Content-Type": "application/json",
@@ -275,10 +292,11 @@ class RuntimeApi:
                 elapsed = time.monotonic() - inv.started
                 if kind == "response" and len(body) > MAX_RESPONSE_BYTES:
                     inv.result = InvocationResult("error", body, elapsed, request_id,
-                                                  "Function.ResponseSizeTooLarge")
+                                                  "Function.ResponseSizeTooLarge", inv.delivered_at)
                     status = 413
                 else:
-                    inv.result = InvocationResult(kind, body, elapsed, request_id, error_type)
+                    inv.result = InvocationResult(kind, body, elapsed, request_id, error_type,
+                                                  inv.delivered_at)
                     status = 202
                 inv.done.set()
             else:
@@ -307,9 +325,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return self.server.api
 
     def do_GET(self) -> None:
+        arrived = time.monotonic()
         self.read_body()
         if self.path == _NEXT:
-            self.api._next(self)
+            self.api._next(self, arrived)
         else:
             self.send_json(404, {"errorType": "NotFound", "errorMessage": self.path})
 
@@ -390,13 +409,20 @@ class FunctionProcess:
 
     Its environment is built from scratch (only PATH is inherited), so credentials or
     profiles of the machine never reach it. extra_env adds or overrides variables; a
-    value of None removes one."""
+    value of None removes one. args follow the binary on its command line (an
+    interpreter as binary and a runtime's module as args run a non-Rust function)."""
 
     def __init__(self, api: RuntimeApi, moto_url: str,
                  extra_env: Mapping[str, str | None] | None = None, *,
-                 binary: str | os.PathLike | None = None, log_path: str | os.PathLike | None = None):
+                 binary: str | os.PathLike | None = None, log_path: str | os.PathLike | None = None,
+                 args: Sequence[str] = ()):
         self.api = api
         self.binary = resolve_binary(binary)
+        self.args = list(args)
+        # time.monotonic() just before the spawn, and of the first /next poll after it (set by
+        # start(wait_ready=True)): their difference is the start-up time.
+        self.spawned_at: float | None = None
+        self.ready_at: float | None = None
         moto_url = moto_url.rstrip("/")
         now = datetime.datetime.now(datetime.timezone.utc)
         env = {
@@ -432,7 +458,8 @@ class FunctionProcess:
         if self._proc is not None:
             raise RuntimeError("FunctionProcess already started")
         polls_before = self.api.poll_count
-        self._proc = _proc.spawn([str(self.binary)], self.env, self.log_path)
+        self.spawned_at = time.monotonic()
+        self._proc = _proc.spawn([str(self.binary), *self.args], self.env, self.log_path)
         if wait_ready:
             limit = time.monotonic() + ready_timeout_s
             # With several processes on one API another one's poll can count too; the
@@ -446,6 +473,7 @@ class FunctionProcess:
                     raise RuntimeError(f"function did not poll for work within {ready_timeout_s}s; "
                                        f"log:\n{self.logs()}")
                 time.sleep(0.02)
+            self.ready_at = self.api.poll_times[polls_before]
         return self
 
     @property

@@ -229,6 +229,7 @@ impl Iam {
             .and_then(|out| out.instance_profile().cloned())
             .map(|p| ProfileState {
                 arn: p.arn().to_owned(),
+                path: p.path().to_owned(),
                 tags: tag_map(p.tags()),
                 roles: p.roles().iter().map(|r| r.role_name().to_owned()).collect(),
             }))

@@ -48,7 +48,7 @@ pub enum Error {
     Vanished { entity: &'static str, name: String },
     #[error(
         "instance profile {profile} did not read back with its role {wanted} times in a row before \
-         the deadline ({reads} reads, the last {streak} good); EC2 could reject it, so it was removed"
+         the deadline ({reads} reads, the last {streak} good); EC2 could still reject it"
     )]
     NotPropagated {
         profile: String,
@@ -206,7 +206,7 @@ async fn update(
         owner: &owner,
         physical_id,
     };
-    let result = if changed.is_empty() {
+    let result = if changed.is_empty() || change.already_there().await {
         change.in_place().await
     } else {
         change.replace(&changed.join(", ")).await
@@ -227,6 +227,39 @@ struct Change<'a> {
 }
 
 impl Change<'_> {
+    /// Whether the owned entity at the PhysicalResourceId already has the identity the new
+    /// properties describe. That is the rollback of a failed replacement: CloudFormation sends the
+    /// original properties as new and the failed ones as old, for the entity that is still there.
+    async fn already_there(&self) -> bool {
+        let Ok(name) = ProfileName::parse(self.physical_id) else {
+            return false;
+        };
+        let spec = self.spec;
+        if spec
+            .instance_profile_name
+            .as_ref()
+            .is_some_and(|n| !n.same_entity(self.physical_id))
+        {
+            return false;
+        }
+        let Some(profile) = self.iam.profile(&name).await.ok().flatten() else {
+            return false;
+        };
+        let Ok(profile) = self.owner.claim(profile) else {
+            return false;
+        };
+        let role_matches = match (&spec.role_name, role_of(&profile)) {
+            (Some(want), Some(have)) => want.same_entity(have.as_str()),
+            (Some(_), None) => false,
+            // The default role is named after the profile when that fits, else generated.
+            (None, Some(have)) => {
+                RoleName::parse(self.physical_id).map_or(true, |r| r.same_entity(have.as_str()))
+            }
+            (None, None) => true,
+        };
+        role_matches && profile.path == spec.path.as_str()
+    }
+
     /// Same names: converge the existing entities, recreating any that vanished.
     async fn in_place(&self) -> Result<Outcome, Error> {
         let Change {
@@ -354,9 +387,7 @@ async fn delete(iam: &Iam, request: &Request, physical_id: &str) -> Outcome {
     }
     .await;
     match result {
-        Ok(Some(what)) if !what.is_empty() => {
-            Outcome::success(physical_id, format!("deleted {what}"))
-        }
+        Ok(Some(what)) if !what.is_empty() => Outcome::success(physical_id, what),
         Ok(_) => Outcome::success(
             physical_id,
             "nothing to delete: no instance profile or role of this resource exists",
@@ -375,15 +406,23 @@ fn role_of(profile: &ProfileState) -> Option<RoleName> {
         .find_map(|r| RoleName::parse(r).ok())
 }
 
+/// What a teardown of `found` does, in words: deleted, or (adopted entities) released.
 fn describe(found: &Found) -> String {
     let mut parts = Vec::new();
+    let mut say = |adopted: bool, what: String| {
+        parts.push(if adopted {
+            format!("released adopted {what}, which stays")
+        } else {
+            format!("deleted {what}")
+        })
+    };
     if let Some((p, true)) = &found.profile {
-        parts.push(format!("instance profile {}", p.arn));
+        say(p.adopted(), format!("instance profile {}", p.arn));
     }
     if let Some((r, _)) = &found.role {
-        parts.push(format!("role {}", r.arn));
+        say(r.adopted(), format!("role {}", r.arn));
     }
-    parts.join(" and ")
+    parts.join("; ")
 }
 
 /// Which of (profile, role) a request made, as opposed to found already there.
@@ -500,9 +539,27 @@ async fn build(
         return Err((error, made));
     }
     let plan = plan::converge(desired, &role, &profile, old);
-    iam.run(desired.target, &plan)
-        .await
-        .map_err(|e| (e.into(), made))?;
+    if let Err(error) = iam.run(desired.target, &plan).await {
+        if role.adopted() {
+            // Give an adopted role back as it was: the plan attached only what it lacked.
+            let undo = plan::Plan {
+                rounds: vec![
+                    plan.steps()
+                        .filter_map(|s| match s {
+                            plan::Step::AttachPolicy(arn) => {
+                                Some(plan::Step::DetachPolicy(arn.clone()))
+                            }
+                            _ => None,
+                        })
+                        .collect(),
+                ],
+            };
+            if let Err(e) = iam.run(desired.target, &undo).await {
+                tracing::error!(error = %e, "could not detach what was attached to an adopted role");
+            }
+        }
+        return Err((error.into(), made));
+    }
     Ok(Built {
         role_arn: role.into_inner().arn,
         profile_arn: profile.into_inner().arn,

@@ -112,6 +112,7 @@ pub struct RoleState {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProfileState {
     pub arn: String,
+    pub path: String,
     pub tags: Tags,
     /// Names of the roles in the profile (IAM allows one).
     pub roles: Vec<String>,
@@ -185,6 +186,7 @@ impl Desired<'_> {
         Owned(
             ProfileState {
                 arn,
+                path: self.spec.path.as_str().to_owned(),
                 tags: self.profile_tags(),
                 roles: Vec::new(),
             },
@@ -268,6 +270,7 @@ pub fn converge(
     old: Option<&Spec>,
 ) -> Plan {
     let spec = desired.spec;
+    // First round: take over adopted entities, empty an owned profile of a stranger role.
     let mut empty_profile = Vec::new();
     let mut grant = Vec::new();
     let mut revoke = Vec::new();
@@ -330,10 +333,18 @@ pub fn converge(
         }
         tags
     };
+    // An entity being adopted is tagged as this resource's in a round of its own, before any
+    // other change: the execution role allows changes only to entities that carry the tags.
+    let adopting = |tags: &Tags| !desired.owner.owns(tags);
     let role_tags = adopted_mark(desired.role_tags(), role.adopted());
     let (set, remove) = tag_changes(&role_tags, &role.tags, old_tags);
     if !set.is_empty() {
-        grant.push(Step::TagRole(set));
+        let round = if adopting(&role.tags) {
+            &mut empty_profile
+        } else {
+            &mut grant
+        };
+        round.push(Step::TagRole(set));
     }
     if !remove.is_empty() {
         revoke.push(Step::UntagRole(remove));
@@ -341,7 +352,12 @@ pub fn converge(
     let profile_tags = adopted_mark(desired.profile_tags(), profile.adopted());
     let (set, remove) = tag_changes(&profile_tags, &profile.tags, old_tags);
     if !set.is_empty() {
-        grant.push(Step::TagProfile(set));
+        let round = if adopting(&profile.tags) {
+            &mut empty_profile
+        } else {
+            &mut grant
+        };
+        round.push(Step::TagProfile(set));
     }
     if !remove.is_empty() {
         revoke.push(Step::UntagProfile(remove));
@@ -611,6 +627,65 @@ mod tests {
                 vec![Step::AddRoleToProfile],
             ]
         );
+    }
+
+    #[test]
+    fn an_adopted_role_is_tagged_first_and_never_loses_anything() {
+        let old = spec(json!({"Tiers": ["WebTier", "WorkerTier"]}));
+        let new = spec(json!({"Tiers": ["WebTier"], "Description": "mine"}));
+        let (role, profile) = applied(&old);
+        let foreign = |mut tags: Tags| {
+            tags.retain(|k, _| !k.starts_with("eb-instance-profile:"));
+            tags
+        };
+        let (mut role, mut profile) = (role.into_inner(), profile.into_inner());
+        role.tags = foreign(role.tags);
+        role.attached.remove(&web());
+        profile.tags = foreign(profile.tags);
+        let o = owner();
+        let (role, profile) = (o.adopt(role), o.adopt(profile));
+        let plan = converge_on(&new, &role, &profile, Some(&old));
+        assert_eq!(plan.rounds.len(), 2, "{plan:?}");
+        assert!(
+            plan.rounds[0]
+                .iter()
+                .all(|s| matches!(s, Step::TagRole(_) | Step::TagProfile(_)))
+        );
+        let Step::TagRole(tags) = &plan.rounds[0][0] else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(tags.get(TAG_ADOPTED).map(String::as_str), Some("true"));
+        assert_eq!(plan.rounds[1], vec![Step::AttachPolicy(web())]);
+    }
+
+    #[test]
+    fn teardown_releases_adopted_entities() {
+        let s = spec(json!({}));
+        let (role, profile) = applied(&s);
+        let adopted = |mut tags: Tags| {
+            tags.insert(TAG_ADOPTED.into(), "true".into());
+            tags
+        };
+        let o = owner();
+        let mut role = role.into_inner();
+        role.tags = adopted(role.tags);
+        let mut profile = profile.into_inner();
+        profile.tags = adopted(profile.tags);
+        let found = Found {
+            profile: Some((o.claim(profile).unwrap(), true)),
+            role: Some((o.claim(role).unwrap(), vec![])),
+        };
+        let plan = teardown(&target(), &found);
+        assert_eq!(plan.rounds.len(), 1, "{plan:?}");
+        assert!(
+            plan.rounds[0]
+                .iter()
+                .all(|s| matches!(s, Step::UntagRole(_) | Step::UntagProfile(_)))
+        );
+        let Step::UntagRole(keys) = &plan.rounds[0][1] else {
+            panic!("{plan:?}")
+        };
+        assert!(keys.contains(&TAG_STACK_ID.to_owned()) && keys.contains(&TAG_ADOPTED.to_owned()));
     }
 
     #[test]
