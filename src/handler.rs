@@ -125,7 +125,9 @@ pub async fn handle(env: Arc<Env>, event: LambdaEvent<Value>) -> Result<Value, H
     if payload.get("Action").is_some() && payload.get("RequestType").is_none() {
         let check = verify::Check::parse(payload)?;
         tracing::info!(action = ?check.action, profile = %check.instance_profile_name, "direct request");
-        return Ok(check.run(&env.iam, &env.config).await?);
+        let report = check.run(&env.iam, &env.config).await?;
+        tracing::info!(verdict = %report["Verdict"], report = %report, "direct request answered");
+        return Ok(report);
     }
     answer(&env, payload, deadline).await
 }
