@@ -8,7 +8,7 @@
 
 use crate::config::{Config, Propagation};
 use crate::iam::{Iam, IamError};
-use crate::names::{self, ProfileName, RoleName};
+use crate::names::{self, PolicyName, ProfileName, RoleName};
 use crate::plan::{
     self, Desired, Found, Owned, Owner, ProfileState, RoleState, TAG_ROLE_NAME, Tagged, Target,
 };
@@ -273,27 +273,41 @@ impl Change<'_> {
         } = *self;
         let profile = ProfileName::parse(physical_id)
             .map_err(|_| Error::UnknownPhysicalId(physical_id.into()))?;
+        // The role is usually the template's RoleName or named after the profile: read it together
+        // with the profile, and again only if the profile names another.
+        let guess = spec
+            .role_name
+            .clone()
+            .or_else(|| RoleName::parse(physical_id).ok());
+        let (existing, guessed) = tokio::join!(iam.profile(&profile), async {
+            match &guess {
+                Some(name) => iam.role(name).await,
+                None => Ok(None),
+            }
+        });
         let entity = "Instance profile";
-        let existing = check_owned(
-            owner,
-            entity,
-            profile.as_str(),
-            iam.profile(&profile).await?,
-            false,
-        )?;
+        let raw_profile = existing?;
+        check_owned(owner, entity, profile.as_str(), raw_profile.clone(), false)?;
         let role = spec
             .role_name
             .clone()
-            .or_else(|| existing.as_deref().and_then(role_of))
-            .or_else(|| RoleName::parse(physical_id).ok())
+            .or_else(|| raw_profile.as_ref().and_then(role_of))
+            .or_else(|| guess.clone())
             .unwrap_or_else(|| new_target(spec, request).role);
+        let known = Known {
+            role: match guess {
+                Some(g) if g == role => Some(guessed?),
+                _ => None,
+            },
+            profile: Some(raw_profile),
+        };
         let target = Target { profile, role };
         let desired = Desired {
             target: &target,
             spec,
             owner,
         };
-        let built = build(iam, desired, old, Order::ReadFirst)
+        let built = build(iam, desired, old, Order::ReadFirst, known)
             .await
             .map_err(|(e, _)| e)?;
         Ok(success(desired, &built, "updated"))
@@ -362,25 +376,33 @@ async fn delete(iam: &Iam, request: &Request, physical_id: &str) -> Outcome {
         );
     };
     let result = async {
-        let profile = if_owned(&owner, iam.profile(&profile_name).await?);
-        let props_role = request
+        // The role is usually the template's RoleName or named after the profile: read it with
+        // the profile, and again only if the profile names another.
+        let guess = request
             .properties
             .get("RoleName")
             .and_then(Value::as_str)
-            .and_then(|r| RoleName::parse(r).ok());
-        let Some(role_name) = profile
-            .as_deref()
-            .and_then(role_of)
-            .or(props_role)
-            .or_else(|| RoleName::parse(physical_id).ok())
-        else {
+            .and_then(|r| RoleName::parse(r).ok())
+            .or_else(|| RoleName::parse(physical_id).ok());
+        let (profile, guessed) = tokio::join!(iam.profile(&profile_name), async {
+            match &guess {
+                Some(name) => role_with_inline(iam, name).await,
+                None => Ok(None),
+            }
+        });
+        let profile = if_owned(&owner, profile?);
+        let Some(role_name) = profile.as_deref().and_then(role_of).or(guess.clone()) else {
             return Ok(None);
+        };
+        let known = match guess {
+            Some(g) if g == role_name => Some(guessed?),
+            _ => None,
         };
         let target = Target {
             profile: profile_name.clone(),
             role: role_name,
         };
-        let found = find_owned(iam, &target, &owner, profile, (true, true)).await?;
+        let found = find_owned(iam, &target, &owner, profile, (true, true), known).await?;
         let what = describe(&found);
         iam.run(&target, &plan::teardown(&target, &found)).await?;
         Ok::<_, Error>(Some(what))
@@ -436,6 +458,14 @@ enum Order {
     ReadFirst,
 }
 
+/// What a request has read already, so that [`build`] need not read it again: `Some(None)` means
+/// read and absent.
+#[derive(Debug, Default)]
+struct Known {
+    role: Option<Option<RoleState>>,
+    profile: Option<Option<ProfileState>>,
+}
+
 /// The entities of a resource after [`build`].
 struct Built {
     role_arn: String,
@@ -451,7 +481,7 @@ async fn build_new(
     desired: Desired<'_>,
     deadline: Instant,
 ) -> Result<Built, (Error, Made)> {
-    let built = build(iam, desired, None, Order::CreateFirst).await?;
+    let built = build(iam, desired, None, Order::CreateFirst, Known::default()).await?;
     // Stop waiting early enough to remove what was made, should the profile never show.
     let left = deadline.saturating_duration_since(Instant::now());
     let wait_until = deadline - (left / 3).min(std::time::Duration::from_secs(5));
@@ -506,10 +536,11 @@ async fn build(
     desired: Desired<'_>,
     old: Option<&Spec>,
     order: Order,
+    known: Known,
 ) -> Result<Built, (Error, Made)> {
     let (role, profile) = tokio::join!(
-        ensure_role(iam, desired, order),
-        ensure_profile(iam, desired, order)
+        ensure_role(iam, desired, order, known.role),
+        ensure_profile(iam, desired, order, known.profile)
     );
     let made = (
         matches!(profile, Ok((_, true))),
@@ -599,11 +630,13 @@ fn if_owned<T: Tagged>(owner: &Owner, state: Option<T>) -> Option<Owned<T>> {
     state.and_then(|s| owner.claim(s).ok())
 }
 
-/// Makes an entity exist, reading first or creating first. When creation finds the name taken
+/// Makes an entity exist, reading first (or using what this request `known`s already) or creating
+/// first. When creation finds the name taken
 /// (a duplicate delivery got there first, or someone else), the entity is read and ownership
 /// decides. Returns the state and whether this call created it.
 async fn ensure<S, Read, Create>(
     order: Order,
+    known: Option<Result<Option<S>, Error>>,
     read: impl Fn() -> Read,
     create: impl FnOnce() -> Create,
     vanished: impl FnOnce() -> Error,
@@ -612,10 +645,14 @@ where
     Read: Future<Output = Result<Option<S>, Error>>,
     Create: Future<Output = Result<Option<S>, Error>>,
 {
-    if order == Order::ReadFirst
-        && let Some(state) = read().await?
-    {
-        return Ok((state, false));
+    if order == Order::ReadFirst {
+        let first = match known {
+            Some(known) => known?,
+            None => read().await?,
+        };
+        if let Some(state) = first {
+            return Ok((state, false));
+        }
     }
     match create().await? {
         Some(state) => Ok((state, true)),
@@ -627,10 +664,14 @@ async fn ensure_role(
     iam: &Iam,
     d: Desired<'_>,
     order: Order,
+    known: Option<Option<RoleState>>,
 ) -> Result<(Owned<RoleState>, bool), Error> {
     let name = &d.target.role;
+    let adopt = d.spec.adopt_existing;
+    let known = known.map(|raw| check_owned(d.owner, "Role", name.as_str(), raw, adopt));
     ensure(
         order,
+        known,
         || async {
             let adopt = d.spec.adopt_existing;
             check_owned(d.owner, "Role", name.as_str(), iam.role(name).await?, adopt)
@@ -653,11 +694,15 @@ async fn ensure_profile(
     iam: &Iam,
     d: Desired<'_>,
     order: Order,
+    known: Option<Option<ProfileState>>,
 ) -> Result<(Owned<ProfileState>, bool), Error> {
     let name = &d.target.profile;
     let entity = "Instance profile";
+    let adopt = d.spec.adopt_existing;
+    let known = known.map(|raw| check_owned(d.owner, entity, name.as_str(), raw, adopt));
     ensure(
         order,
+        known,
         || async {
             let adopt = d.spec.adopt_existing;
             check_owned(
@@ -689,10 +734,16 @@ async fn find_owned(
     owner: &Owner,
     profile: Option<Owned<ProfileState>>,
     which: Made,
+    known_role: Option<Option<(RoleState, Vec<PolicyName>)>>,
 ) -> Result<Found, Error> {
-    let role = match if_owned(owner, iam.role(&target.role).await?) {
-        Some(role) if which.1 => Some((role, iam.inline_policy_names(&target.role).await?)),
-        _ => None,
+    let role = if which.1 {
+        let raw = match known_role {
+            Some(known) => known,
+            None => role_with_inline(iam, &target.role).await?,
+        };
+        raw.and_then(|(role, inline)| owner.claim(role).ok().map(|r| (r, inline)))
+    } else {
+        None
     };
     Ok(Found {
         profile: profile.map(|p| (p, which.0)),
@@ -700,13 +751,36 @@ async fn find_owned(
     })
 }
 
+/// The role with the names of its inline policies, read at once; `None` if there is no such role.
+async fn role_with_inline(
+    iam: &Iam,
+    name: &RoleName,
+) -> Result<Option<(RoleState, Vec<PolicyName>)>, Error> {
+    let (role, inline) = tokio::join!(iam.role(name), iam.inline_policy_names(name));
+    let Some(role) = role? else {
+        return Ok(None);
+    };
+    let inline = match inline {
+        Err(e) if e.is("NoSuchEntity") => Vec::new(),
+        other => other?,
+    };
+    Ok(Some((role, inline)))
+}
+
 /// Deletes the owned entities at `target` among `which`. Returns what could not be undone.
 async fn discard(iam: &Iam, target: &Target, owner: &Owner, which: Made) -> Result<(), Error> {
     if !which.0 && !which.1 {
         return Ok(());
     }
-    let profile = if_owned(owner, iam.profile(&target.profile).await?);
-    let found = find_owned(iam, target, owner, profile, which).await?;
+    let (profile, role) = tokio::join!(iam.profile(&target.profile), async {
+        if which.1 {
+            role_with_inline(iam, &target.role).await
+        } else {
+            Ok(None)
+        }
+    });
+    let profile = if_owned(owner, profile?);
+    let found = find_owned(iam, target, owner, profile, which, Some(role?)).await?;
     iam.run(target, &plan::teardown(target, &found)).await?;
     Ok(())
 }
