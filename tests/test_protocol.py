@@ -48,6 +48,14 @@ def error_of(result) -> dict:
 
 
 @dataclass(frozen=True)
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    """A client that gives up (the function at its deadline) resets the connection: expected here,
+    so no traceback."""
+
+    def handle_error(self, request, client_address):
+        pass
+
 class RecordedPut:
     method: str
     path: str
@@ -90,7 +98,7 @@ class ResponseServer:
             def log_message(self, *args):
                 pass
 
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
