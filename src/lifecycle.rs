@@ -262,15 +262,7 @@ impl Change<'_> {
 
     /// Same names: converge the existing entities, recreating any that vanished.
     async fn in_place(&self) -> Result<Outcome, Error> {
-        let Change {
-            iam,
-            request,
-            spec,
-            old,
-            owner,
-            physical_id,
-            ..
-        } = *self;
+        let (iam, spec, owner, physical_id) = (self.iam, self.spec, self.owner, self.physical_id);
         let profile = ProfileName::parse(physical_id)
             .map_err(|_| Error::UnknownPhysicalId(physical_id.into()))?;
         // The role is usually the template's RoleName or named after the profile: read it together
@@ -293,7 +285,7 @@ impl Change<'_> {
             .clone()
             .or_else(|| raw_profile.as_ref().and_then(role_of))
             .or_else(|| guess.clone())
-            .unwrap_or_else(|| new_target(spec, request).role);
+            .unwrap_or_else(|| new_target(spec, self.request).role);
         let known = Known {
             role: match guess {
                 Some(g) if g == role => Some(guessed?),
@@ -307,7 +299,7 @@ impl Change<'_> {
             spec,
             owner,
         };
-        let built = build(iam, desired, old, Order::ReadFirst, known)
+        let built = build(iam, desired, self.old, Order::ReadFirst, known)
             .await
             .map_err(|(e, _)| e)?;
         Ok(success(desired, &built, "updated"))
@@ -315,16 +307,8 @@ impl Change<'_> {
 
     /// New names: make new entities; CloudFormation deletes the old ones after the Update.
     async fn replace(&self, changed: &str) -> Result<Outcome, Error> {
-        let Change {
-            iam,
-            request,
-            spec,
-            old,
-            owner,
-            physical_id,
-            ..
-        } = *self;
-        let target = new_target(spec, request);
+        let (iam, spec, owner, physical_id) = (self.iam, self.spec, self.owner, self.physical_id);
+        let target = new_target(spec, self.request);
         let needs_new_name = |property, name: &str| Error::NeedsNewName {
             changed: changed.into(),
             property,
@@ -343,7 +327,7 @@ impl Change<'_> {
         let old_role = old_profile
             .as_deref()
             .and_then(role_of)
-            .or_else(|| old.and_then(|o| o.role_name.clone()))
+            .or_else(|| self.old.and_then(|o| o.role_name.clone()))
             .or_else(|| RoleName::parse(physical_id).ok());
         if old_role.is_some_and(|r| target.role.same_entity(r.as_str())) {
             return Err(needs_new_name("RoleName", target.role.as_str()));

@@ -249,32 +249,34 @@ mod tests {
         }
     }
 
+    /// The report on profile `p` holding role `r` in the given state.
+    fn verify_role(role: &RoleState) -> Report {
+        let role_name = RoleName::parse("r").unwrap();
+        let name = ProfileName::parse("p").unwrap();
+        let profile = ProfileState::default();
+        assess(
+            Action::Verify,
+            &name,
+            expected(),
+            Some(&profile),
+            Some((&role_name, Some(role))),
+        )
+    }
+
     #[test]
     fn verdicts() {
         let name = ProfileName::parse("p").unwrap();
         let role_name = RoleName::parse("r").unwrap();
         let profile = ProfileState::default();
         let mut role = healthy_role();
-        let report = assess(
-            Action::Verify,
-            &name,
-            expected(),
-            Some(&profile),
-            Some((&role_name, Some(&role))),
-        );
+        let report = verify_role(&role);
         assert_eq!(report.verdict, Verdict::Healthy);
         assert!(report.problems.is_empty() && report.missing_policies.is_empty());
 
         role.attached = ["arn:aws:iam::aws:policy/A", "arn:aws:iam::aws:policy/X"]
             .map(String::from)
             .into();
-        let report = assess(
-            Action::Verify,
-            &name,
-            expected(),
-            Some(&profile),
-            Some((&role_name, Some(&role))),
-        );
+        let report = verify_role(&role);
         assert_eq!(report.verdict, Verdict::NeedsRepair);
         assert_eq!(
             report.missing_policies,
@@ -286,13 +288,7 @@ mod tests {
         );
 
         role.trust_policy = "{}".into();
-        let report = assess(
-            Action::Verify,
-            &name,
-            expected(),
-            Some(&profile),
-            Some((&role_name, Some(&role))),
-        );
+        let report = verify_role(&role);
         assert_eq!(report.verdict, Verdict::Broken);
         assert!(!report.trust_policy_allows_ec2);
 
