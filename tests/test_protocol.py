@@ -47,8 +47,6 @@ def error_of(result) -> dict:
 # --- local stand-ins for the ResponseURL -----------------------------------------------
 
 
-@dataclass(frozen=True)
-
 class _QuietServer(http.server.ThreadingHTTPServer):
     """A client that gives up (the function at its deadline) resets the connection: expected here,
     so no traceback."""
@@ -56,6 +54,8 @@ class _QuietServer(http.server.ThreadingHTTPServer):
     def handle_error(self, request, client_address):
         pass
 
+
+@dataclass(frozen=True)
 class RecordedPut:
     method: str
     path: str
