@@ -109,7 +109,6 @@ impl Iam {
     pub async fn create_role(
         &self,
         name: &RoleName,
-        path: &IamPath,
         spec: &Spec,
         tags: &Tags,
     ) -> Result<Option<String>, IamError> {
@@ -117,7 +116,7 @@ impl Iam {
             .client
             .create_role()
             .role_name(name.as_str())
-            .path(path.as_str())
+            .path(spec.path.as_str())
             .assume_role_policy_document(TRUST_POLICY)
             .description(&spec.description)
             .max_session_duration(spec.max_session_duration)

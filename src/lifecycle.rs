@@ -206,12 +206,24 @@ async fn update(
         owner: &owner,
         physical_id,
     };
-    let result = if changed.is_empty() || change.already_there().await {
-        change.in_place().await
-    } else {
-        change.replace(&changed.join(", ")).await
+    let result = async {
+        if changed.is_empty() {
+            return change.in_place(None).await;
+        }
+        // Read once: it decides between rollback and replacement, and the replacement needs it.
+        let current = match ProfileName::parse(physical_id) {
+            Ok(name) => iam.profile(&name).await?,
+            Err(_) => None,
+        };
+        if change.already_there(current.as_ref()) {
+            change.in_place(Some(current)).await
+        } else {
+            change.replace(&changed.join(", "), current).await
+        }
     };
-    result.unwrap_or_else(|e| Outcome::failed(physical_id, e.to_string()))
+    result
+        .await
+        .unwrap_or_else(|e| Outcome::failed(physical_id, e.to_string()))
 }
 
 /// An Update: the new spec, the old one (if it still parses) and the resource being changed.
@@ -230,10 +242,7 @@ impl Change<'_> {
     /// Whether the owned entity at the PhysicalResourceId already has the identity the new
     /// properties describe. That is the rollback of a failed replacement: CloudFormation sends the
     /// original properties as new and the failed ones as old, for the entity that is still there.
-    async fn already_there(&self) -> bool {
-        let Ok(name) = ProfileName::parse(self.physical_id) else {
-            return false;
-        };
+    fn already_there(&self, current: Option<&ProfileState>) -> bool {
         let spec = self.spec;
         if spec
             .instance_profile_name
@@ -242,13 +251,10 @@ impl Change<'_> {
         {
             return false;
         }
-        let Some(profile) = self.iam.profile(&name).await.ok().flatten() else {
+        let Some(profile) = current.filter(|p| self.owner.owns(&p.tags)) else {
             return false;
         };
-        let Ok(profile) = self.owner.claim(profile) else {
-            return false;
-        };
-        let role_matches = match (&spec.role_name, role_of(&profile)) {
+        let role_matches = match (&spec.role_name, role_of(profile)) {
             (Some(want), Some(have)) => want.same_entity(have.as_str()),
             (Some(_), None) => false,
             // The default role is named after the profile when that fits, else generated.
@@ -260,8 +266,9 @@ impl Change<'_> {
         role_matches && profile.path == spec.path.as_str()
     }
 
-    /// Same names: converge the existing entities, recreating any that vanished.
-    async fn in_place(&self) -> Result<Outcome, Error> {
+    /// Same names: converge the existing entities, recreating any that vanished. `current` is the
+    /// profile at the PhysicalResourceId if this request has read it already.
+    async fn in_place(&self, current: Option<Option<ProfileState>>) -> Result<Outcome, Error> {
         let (iam, spec, owner, physical_id) = (self.iam, self.spec, self.owner, self.physical_id);
         let profile = ProfileName::parse(physical_id)
             .map_err(|_| Error::UnknownPhysicalId(physical_id.into()))?;
@@ -271,12 +278,20 @@ impl Change<'_> {
             .role_name
             .clone()
             .or_else(|| RoleName::parse(physical_id).ok());
-        let (existing, guessed) = tokio::join!(iam.profile(&profile), async {
-            match &guess {
-                Some(name) => iam.role(name).await,
-                None => Ok(None),
+        let (existing, guessed) = tokio::join!(
+            async {
+                match current {
+                    Some(known) => Ok(known),
+                    None => iam.profile(&profile).await,
+                }
+            },
+            async {
+                match &guess {
+                    Some(name) => iam.role(name).await,
+                    None => Ok(None),
+                }
             }
-        });
+        );
         let entity = "Instance profile";
         let raw_profile = existing?;
         check_owned(owner, entity, profile.as_str(), raw_profile.clone(), false)?;
@@ -306,7 +321,11 @@ impl Change<'_> {
     }
 
     /// New names: make new entities; CloudFormation deletes the old ones after the Update.
-    async fn replace(&self, changed: &str) -> Result<Outcome, Error> {
+    async fn replace(
+        &self,
+        changed: &str,
+        current: Option<ProfileState>,
+    ) -> Result<Outcome, Error> {
         let (iam, spec, owner, physical_id) = (self.iam, self.spec, self.owner, self.physical_id);
         let target = new_target(spec, self.request);
         let needs_new_name = |property, name: &str| Error::NeedsNewName {
@@ -320,10 +339,7 @@ impl Change<'_> {
                 target.profile.as_str(),
             ));
         }
-        let old_profile = match ProfileName::parse(physical_id) {
-            Ok(name) => if_owned(owner, iam.profile(&name).await?),
-            Err(_) => None,
-        };
+        let old_profile = if_owned(owner, current);
         let old_role = old_profile
             .as_deref()
             .and_then(role_of)
@@ -656,14 +672,9 @@ async fn ensure_role(
     ensure(
         order,
         known,
+        || async { check_owned(d.owner, "Role", name.as_str(), iam.role(name).await?, adopt) },
         || async {
-            let adopt = d.spec.adopt_existing;
-            check_owned(d.owner, "Role", name.as_str(), iam.role(name).await?, adopt)
-        },
-        || async {
-            let created = iam
-                .create_role(name, &d.spec.path, d.spec, &d.role_tags())
-                .await?;
+            let created = iam.create_role(name, d.spec, &d.role_tags()).await?;
             Ok(created.map(|arn| d.created_role(arn)))
         },
         || Error::Vanished {
@@ -688,7 +699,6 @@ async fn ensure_profile(
         order,
         known,
         || async {
-            let adopt = d.spec.adopt_existing;
             check_owned(
                 d.owner,
                 entity,

@@ -64,13 +64,36 @@ impl Partition {
     pub fn from_stack_id(stack_id: &str) -> Result<Self, InvalidProperty> {
         let mut fields = stack_id.split(':');
         match (fields.next(), fields.next(), fields.next()) {
-            (Some("arn"), Some(p), Some("cloudformation"))
-                if !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c == '-') =>
-            {
-                Ok(Self(p.to_owned()))
-            }
-            _ => Err(invalid("StackId", "is not a CloudFormation stack ARN")),
+            (Some("arn"), Some(p), Some("cloudformation")) => Self::parse(p),
+            _ => None,
         }
+        .ok_or_else(|| invalid("StackId", "is not a CloudFormation stack ARN"))
+    }
+
+    /// A partition name: lower-case letters and dashes.
+    pub fn parse(name: &str) -> Option<Self> {
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '-');
+        valid.then(|| Self(name.to_owned()))
+    }
+
+    /// The partition of any ARN (`arn:aws-cn:iam::...`).
+    pub fn from_arn(arn: &str) -> Option<Self> {
+        match arn.split(':').collect::<Vec<_>>()[..] {
+            ["arn", p, ..] => Self::parse(p),
+            _ => None,
+        }
+    }
+
+    /// The partition a region belongs to.
+    pub fn of_region(region: &str) -> Self {
+        let name = if region.starts_with("cn-") {
+            "aws-cn"
+        } else if region.starts_with("us-gov-") {
+            "aws-us-gov"
+        } else {
+            "aws"
+        };
+        Self(name.to_owned())
     }
 
     pub fn as_str(&self) -> &str {

@@ -125,25 +125,8 @@ pub fn assess(
 
 /// The partition of an ARN (`arn:aws-cn:iam::...`), or of the region the function runs in.
 fn partition_of(arn: Option<&str>) -> Partition {
-    let from_region = || {
-        let region = std::env::var("AWS_REGION").unwrap_or_default();
-        if region.starts_with("cn-") {
-            "aws-cn"
-        } else if region.starts_with("us-gov-") {
-            "aws-us-gov"
-        } else {
-            "aws"
-        }
-        .to_owned()
-    };
-    let partition = arn
-        .and_then(|a| a.split(':').nth(1))
-        .filter(|p| !p.is_empty())
-        .map(str::to_owned)
-        .unwrap_or_else(from_region);
-    Partition::from_stack_id(&format!("arn:{partition}:cloudformation:::stack/x/y")).unwrap_or_else(
-        |_| Partition::from_stack_id("arn:aws:cloudformation:::stack/x/y").expect("aws"),
-    )
+    arn.and_then(Partition::from_arn)
+        .unwrap_or_else(|| Partition::of_region(&std::env::var("AWS_REGION").unwrap_or_default()))
 }
 
 impl Check {
