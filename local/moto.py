@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -56,6 +57,8 @@ class MotoServer:
         self._proc = None
         self.url: str | None = None
         self.log_path = _proc.new_log_path("moto")
+        self._clients: dict[tuple[str, str, str], object] = {}
+        self._clients_lock = threading.Lock()
 
     # lifecycle
 
@@ -110,7 +113,7 @@ class MotoServer:
         the tests use, through the IAM API. Much faster than reset(), which reloads the ~1,000
         AWS managed policies; S3 objects stay (tests use fresh keys)."""
         for region in CLEAN_REGIONS:
-            iam = self._client("iam", region=region)
+            iam = self.client("iam", region=region)
             for page in iam.get_paginator("list_instance_profiles").paginate():
                 for profile in page["InstanceProfiles"]:
                     name = profile["InstanceProfileName"]
@@ -162,18 +165,28 @@ class MotoServer:
 
     # clients
 
-    def _client(self, service: str, config: Config | None = None, region: str = REGION):
+    def client(self, service: str, region: str = REGION):
+        """One client per service and region, made once: building a boto3 client costs a third of
+        a second on a busy machine, and a test reads IAM and S3 many times. Clients are
+        thread-safe; the lock only keeps two threads from building the same one."""
         if self.url is None:
             raise RuntimeError("MotoServer is not started")
-        return boto3.session.Session().client(
-            service, region_name=region, endpoint_url=self.url, config=config, **CREDENTIALS)
+        key = (service, region, self.url)
+        with self._clients_lock:
+            client = self._clients.get(key)
+            if client is None:
+                # Path-style S3 (http://host:port/bucket/key): virtual-host names do not resolve here.
+                config = Config(s3={"addressing_style": "path"}) if service == "s3" else None
+                client = boto3.session.Session().client(
+                    service, region_name=region, endpoint_url=self.url, config=config, **CREDENTIALS)
+                self._clients[key] = client
+            return client
 
     def iam_client(self):
-        return self._client("iam")
+        return self.client("iam")
 
     def s3_client(self):
-        # Path-style (http://host:port/bucket/key): virtual-host names do not resolve here.
-        return self._client("s3", Config(s3={"addressing_style": "path"}))
+        return self.client("s3")
 
     # CloudFormation responses
 

@@ -17,8 +17,8 @@ Hook point (for fault injection): `proxy.hooks` is a list of callables `hook(req
 None`, tried in order after the latency; the first Reply returned decides what the client gets,
 and None from all of them forwards the request upstream. A Reply is anything with
 `apply(exchange) -> str`: it answers through the Exchange (`forward()`, `send(...)`, the raw
-`socket`) and returns a short name for the record's `outcome`. Only Forward exists today; an
-error body for a chosen Action, a connection reset or a hang are each a small Reply subclass.
+`socket`, `drop()`) and returns a short name for the record's `outcome`. Forward is defined here;
+the fault Replies (IAM error bodies, resets, hangs) and hooks live in tests/faults.py.
 
 TLS: pass `tls=(certfile, keyfile)` to serve https (the handshake runs in the connection's own
 thread); the upstream is plain http either way.
@@ -33,7 +33,9 @@ import argparse
 import http.client
 import http.server
 import re
+import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -169,6 +171,18 @@ class Exchange:
     def send(self, status: int, headers: Sequence[tuple[str, str]], body: bytes) -> None:
         """Answer the client (Content-Length is set here; hop-by-hop headers are dropped)."""
         self._handler.send_reply(status, headers, body)
+
+    def drop(self, reset: bool = True) -> None:
+        """Close the client connection without an answer: with `reset`, abortively (TCP RST, as a
+        crashed peer or a middlebox does), else with an orderly FIN."""
+        self._handler.close_connection = True
+        sock = self.socket
+        try:
+            if reset:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        except OSError:
+            pass
 
 
 class Reply:

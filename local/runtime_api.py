@@ -113,6 +113,13 @@ class PendingInvocation:
         period has passed (then the result is a 'timeout')."""
         return self._api._wait(self._inv)
 
+    def crashed(self, error_type: str = "Runtime.ExitError") -> InvocationResult:
+        """End the invocation as Lambda does when the runtime process exits while handling it:
+        an error of `error_type`, after which the same request id may be delivered again (Lambda
+        retries an asynchronous invocation that failed). Returns the result it ended with, which
+        is the function's own if it answered first."""
+        return self._api._crash(self._inv, error_type)
+
 
 class RuntimeApi:
     """Lambda Runtime API on 127.0.0.1 (port 0 picks a free one)."""
@@ -230,6 +237,16 @@ class RuntimeApi:
                 # Too late: a poller skips it from now on, and a late answer is rejected.
                 inv.result = InvocationResult("timeout", b"", time.monotonic() - inv.started,
                                               inv.request_id, delivered_at=inv.delivered_at)
+                inv.done.set()
+            return inv.result
+
+    def _crash(self, inv: _Invocation, error_type: str) -> InvocationResult:
+        with self._cond:
+            if inv.result is None:
+                body = json.dumps({"errorType": error_type,
+                                   "errorMessage": "the runtime exited during the invocation"}).encode()
+                inv.result = InvocationResult("error", body, time.monotonic() - inv.started,
+                                              inv.request_id, error_type, inv.delivered_at)
                 inv.done.set()
             return inv.result
 
@@ -497,6 +514,11 @@ class FunctionProcess:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def kill(self) -> None:
+        """SIGKILL, as when the sandbox dies: no handler runs, nothing is flushed or answered."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
 
     def stop(self) -> int | None:
         """Stop the process (SIGTERM, then SIGKILL). Returns its exit status."""

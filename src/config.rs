@@ -13,6 +13,9 @@ pub struct Config {
     pub response_urls: ResponseUrlPolicy,
     pub rules: Rules,
     pub propagation: Propagation,
+    /// `IAM_RETRY_BACKOFF_MS`: the ceiling of the first retry's random delay (the SDK's standard
+    /// retry doubles it per attempt, up to 20 s). `None`: the SDK's own, one second.
+    pub retry_backoff: Option<std::time::Duration>,
 }
 
 /// How a new instance profile is confirmed before SUCCESS (see `lifecycle::wait_until_visible`).
@@ -93,6 +96,7 @@ impl Config {
                 .ok()
                 .filter(|v: &String| !v.trim().is_empty())
         };
+        let number = |name| var(name).and_then(|v| v.trim().parse::<u32>().ok());
         Self {
             response_urls: ResponseUrlPolicy::new(var("ALLOWED_RESPONSE_URL_PREFIXES").as_deref()),
             rules: Rules {
@@ -104,8 +108,9 @@ impl Config {
                 permissions_boundary: var("PERMISSIONS_BOUNDARY_ARN").map(|v| v.trim().to_owned()),
                 inline_policies: InlinePolicies::parse(var("INLINE_POLICIES").as_deref()),
             },
+            retry_backoff: number("IAM_RETRY_BACKOFF_MS")
+                .map(|ms| std::time::Duration::from_millis(ms.into())),
             propagation: {
-                let number = |name| var(name).and_then(|v| v.trim().parse::<u32>().ok());
                 let default = Propagation::default();
                 Propagation {
                     reads: number("PROPAGATION_READS").unwrap_or(default.reads).max(1),
@@ -169,7 +174,7 @@ impl ResponseUrlPolicy {
         let refuse = |why: &str| {
             Err(format!(
                 "ResponseURL {} {why}; it was not contacted",
-                crate::respond::redact(&url)
+                redact(&url)
             ))
         };
         // Presigned URLs never carry credentials before the host.
@@ -230,6 +235,16 @@ fn glob_match(pattern: &str, text: &str) -> bool {
         }
     }
     rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// The URL without its query string, fragment and any user name or password, fit for logs.
+pub fn redact(url: &Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.to_string()
 }
 
 #[cfg(test)]

@@ -6,11 +6,12 @@
 //! own task so that a panic becomes a FAILED response instead of a silent crash.
 
 use crate::config::Config;
+use crate::config::redact;
 use crate::iam::Iam;
 use crate::lifecycle;
 use crate::names;
 use crate::protocol::{self, Outcome, ReplyTo, Status};
-use crate::respond::{Responder, redact};
+use crate::respond::Responder;
 use crate::verify;
 use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
@@ -66,6 +67,11 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
 pub fn response_reserve(left: Duration) -> Duration {
     (left / 5).clamp(Duration::from_millis(500), Duration::from_secs(10))
 }
+
+/// Kept after the last response attempt, to tell the Lambda runtime that the response could not be
+/// delivered: an invocation that is still sending when Lambda's deadline passes ends as a timeout,
+/// with no word on why.
+const REPORT_MARGIN: Duration = Duration::from_millis(300);
 
 /// Converts Lambda's deadline (milliseconds since the epoch) into an [`Instant`].
 fn deadline_of(epoch_ms: u64) -> Instant {
@@ -198,7 +204,8 @@ async fn deliver(
     deadline: Instant,
 ) -> Result<Value, HandlerError> {
     let body = protocol::render(reply_to, outcome)?;
-    env.responder.send(url, body, deadline).await?;
+    let last_attempt = deadline.checked_sub(REPORT_MARGIN).unwrap_or(deadline);
+    env.responder.send(url, body, last_attempt).await?;
     Ok(json!({
         "Status": match outcome.status { Status::Success => "SUCCESS", Status::Failed => "FAILED" },
         "PhysicalResourceId": outcome.physical_id,

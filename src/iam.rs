@@ -8,8 +8,10 @@ use crate::names::{IamPath, PolicyName, ProfileName, RoleName};
 use crate::plan::{Plan, ProfileState, RoleState, Step, Tags, Target};
 use crate::spec::{Spec, TRUST_POLICY};
 use aws_sdk_iam::Client;
+use aws_sdk_iam::config::retry::{ClassifyRetry, RetryAction, RetryConfig};
 use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::types::Tag;
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use futures_util::future::join_all;
 use std::collections::BTreeSet;
 
@@ -94,15 +96,73 @@ macro_rules! every_page {
     };
 }
 
+/// Retries IAM's ConcurrentModification (HTTP 409), which the SDK's classifiers leave alone: IAM says
+/// it when two writers touch one entity at once, and the same call a moment later succeeds. The
+/// other 409s (EntityAlreadyExists, DeleteConflict, LimitExceeded) are answers, not faults, so the
+/// error code decides, read from the response body.
+#[derive(Debug)]
+struct ConcurrentModificationIsTransient;
+
+impl ClassifyRetry for ConcurrentModificationIsTransient {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let failed = matches!(ctx.output_or_error(), Some(Err(_)));
+        let response = ctx
+            .response()
+            .filter(|r| failed && r.status().as_u16() == 409);
+        match response.and_then(|r| r.body().bytes()) {
+            Some(body) if is_concurrent_modification(body) => RetryAction::transient_error(),
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "IAM ConcurrentModification"
+    }
+}
+
+fn is_concurrent_modification(body: &[u8]) -> bool {
+    const CODE: &[u8] = b"<Code>ConcurrentModification</Code>";
+    body.windows(CODE.len()).any(|w| w == CODE)
+}
+
 /// IAM, seen through the calls this function makes.
 #[derive(Debug, Clone)]
 pub struct Iam {
     client: Client,
 }
 
+/// Attempts per IAM request (the SDK's standard mode makes 3). IAM throttles mutating calls per
+/// account, and a stack that creates many resources at once meets Throttling and
+/// ConcurrentModification often; long-standing infrastructure tools retry IAM far longer (Terraform's
+/// AWS provider: 25 attempts). Every attempt is still bounded by the invocation's deadline, so
+/// generous retrying cannot keep a stack waiting. `AWS_MAX_ATTEMPTS`, when set, wins.
+pub const MAX_ATTEMPTS: u32 = 10;
+
 impl Iam {
     pub fn new(client: Client) -> Self {
         Self { client }
+    }
+
+    /// The client this function runs with: the SDK's standard retry with [`MAX_ATTEMPTS`] (and
+    /// `backoff` as the first retry's delay ceiling, if given), and IAM's ConcurrentModification
+    /// retried as the transient fault it is.
+    pub fn from_sdk(sdk: &aws_config::SdkConfig, backoff: Option<std::time::Duration>) -> Self {
+        let mut config = aws_sdk_iam::config::Builder::from(sdk);
+        let mut retry = sdk
+            .retry_config()
+            .cloned()
+            .unwrap_or_else(RetryConfig::standard);
+        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
+            retry = retry.with_max_attempts(MAX_ATTEMPTS);
+        }
+        if let Some(backoff) = backoff {
+            retry = retry.with_initial_backoff(backoff);
+        }
+        config.set_retry_config(Some(retry));
+        let config = config
+            .retry_classifier(ConcurrentModificationIsTransient)
+            .build();
+        Self::new(Client::from_conf(config))
     }
 
     /// Creates the role with everything CreateRole can set at once. `Ok(None)`: it exists already.

@@ -17,14 +17,23 @@
 //! * [`handler`] ties one invocation together: routing (CloudFormation, SNS, direct), deadline,
 //!   panic guard, response.
 //! * [`verify`] answers direct Verify and Repair requests.
+//!
+//! The first five are pure: they build without the `runtime` feature (no AWS SDK, no Lambda
+//! runtime, no HTTP client), which is how the fuzz targets in `fuzz/` compile them.
 
 pub mod config;
-pub mod handler;
-pub mod iam;
-pub mod lifecycle;
 pub mod names;
 pub mod plan;
 pub mod protocol;
-pub mod respond;
 pub mod spec;
+
+#[cfg(feature = "runtime")]
+pub mod handler;
+#[cfg(feature = "runtime")]
+pub mod iam;
+#[cfg(feature = "runtime")]
+pub mod lifecycle;
+#[cfg(feature = "runtime")]
+pub mod respond;
+#[cfg(feature = "runtime")]
 pub mod verify;

@@ -13,9 +13,10 @@ async fn main() -> Result<(), Error> {
     // JSON logs when the function's log format is JSON; the level from AWS_LAMBDA_LOG_LEVEL/RUST_LOG.
     lambda_runtime::tracing::init_default_subscriber();
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = Config::from_env();
     let env = Arc::new(Env {
-        iam: Iam::new(aws_sdk_iam::Client::new(&sdk)),
-        config: Config::from_env(),
+        iam: Iam::from_sdk(&sdk, config.retry_backoff),
+        config,
         responder: Responder::new(),
     });
     // The event is taken as raw JSON: a typed event that failed to deserialize would be rejected

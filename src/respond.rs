@@ -2,6 +2,7 @@
 //!
 //! The URL's query string is a credential (the signature): it is never logged or put in an error.
 
+use crate::config::redact;
 use std::time::Duration;
 use tokio::time::Instant;
 use url::Url;
@@ -10,16 +11,6 @@ use url::Url;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
-
-/// The URL without its query string, fragment and any user name or password, fit for logs.
-pub fn redact(url: &Url) -> String {
-    let mut shown = url.clone();
-    shown.set_query(None);
-    shown.set_fragment(None);
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.to_string()
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {

@@ -81,6 +81,9 @@ class FunctionStarter:
                # Propagation reads as in production, but 20 ms apart instead of a second: moto is
                # consistent at once, and the suite creates many profiles.
                "PROPAGATION_INTERVAL_MS": "20",
+               # Retries after 50 ms instead of up to a second at first: the fault tests inject
+               # hundreds of IAM faults, and the delay between attempts is not what they test.
+               "IAM_RETRY_BACKOFF_MS": "50",
                **(extra_env or {})}
         process = FunctionProcess(self.runtime, self.moto.url, env, **kwargs)
         self.started.append(process)

@@ -1,14 +1,12 @@
-"""Small helpers shared by the integration tests of issue 4 (adopt, propagation, direct
-invocation, SNS, partitions). Imported as `helpers` (pytest puts tests/ on sys.path)."""
+"""Small helpers shared by the integration tests (names, policies, snapshots, ready-made roles and
+profiles). Imported as `helpers` (pytest puts tests/ on sys.path)."""
 
 from __future__ import annotations
 
 import json
 import urllib.parse
 
-import boto3
-
-from local.moto import CREDENTIALS, MotoServer
+from local.moto import MotoServer
 
 ACCOUNT = "123456789012"
 OWN_TAG_PREFIX = "eb-instance-profile:"
@@ -84,8 +82,7 @@ def trusted_services(role_snapshot: dict) -> set[str]:
 def iam_client(moto: MotoServer, region: str = "us-east-1"):
     """A boto3 IAM client against moto signing for `region`: moto keeps one IAM per partition
     and picks it by the signing region (cn-north-1 -> aws-cn, us-gov-west-1 -> aws-us-gov)."""
-    return boto3.session.Session().client("iam", region_name=region, endpoint_url=moto.url,
-                                          **CREDENTIALS)
+    return moto.client("iam", region=region)
 
 
 class _Regional:
