@@ -14,6 +14,7 @@ use crate::protocol::{self, Outcome, ReplyTo, Status};
 use crate::respond::Responder;
 use crate::verify;
 use lambda_runtime::LambdaEvent;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::future::Future;
 use std::sync::Arc;
@@ -122,33 +123,64 @@ where
 /// Handles one Lambda event: a CloudFormation request, the same delivered through SNS, or a direct
 /// Verify or Repair. Returns an error (so that Lambda retries) only when a response could not be
 /// delivered, or the event is not one of these.
-pub async fn handle(env: Arc<Env>, event: LambdaEvent<Value>) -> Result<Value, HandlerError> {
+///
+/// The event arrives as raw JSON text: anything the Lambda runtime would have to refuse before this
+/// function runs (a property nested too deep, a lone UTF-16 surrogate) could not be answered.
+pub async fn handle(
+    env: Arc<Env>,
+    event: LambdaEvent<Box<RawValue>>,
+) -> Result<Value, HandlerError> {
     let deadline = deadline_of(event.context.deadline);
-    let payload = event.payload;
-    if let Some(records) = payload.get("Records").and_then(Value::as_array) {
-        return sns(&env, records, deadline).await;
-    }
-    if payload.get("Action").is_some() && payload.get("RequestType").is_none() {
-        let check = verify::Check::parse(payload)?;
-        tracing::info!(action = ?check.action, profile = %check.instance_profile_name, "direct request");
-        let report = check.run(&env.iam, &env.config).await?;
-        tracing::info!(verdict = %report["Verdict"], report = %report, "direct request answered");
-        return Ok(report);
+    let text = event.payload.get();
+    let payload = match serde_json::from_str::<Value>(text) {
+        Ok(payload) => payload,
+        Err(_) => return answer_text(&env, text, deadline).await,
+    };
+    // A CloudFormation request is one whatever else it carries.
+    if payload.get("RequestType").is_none() {
+        if let Some(records) = payload.get("Records") {
+            return sns(&env, records, deadline).await;
+        }
+        if payload.get("Action").is_some() {
+            let check = verify::Check::parse(payload)?;
+            tracing::info!(action = ?check.action, profile = %shown(&check.instance_profile_name), "direct request");
+            let report = check.run(&env.iam, &env.config).await?;
+            tracing::info!(verdict = %report["Verdict"], report = %report, "direct request answered");
+            return Ok(report);
+        }
     }
     answer(&env, payload, deadline).await
 }
 
+/// At most this many characters of a value from the event go into a log line: ids are short,
+/// and one that is not must not make a megabyte log line (CloudWatch cuts events at 256 KB).
+const LOGGED_CHARS: usize = 256;
+
+/// `value` as logged: cut at [`LOGGED_CHARS`] characters.
+fn shown(value: &str) -> &str {
+    value
+        .char_indices()
+        .nth(LOGGED_CHARS)
+        .map_or(value, |(end, _)| &value[..end])
+}
+
 /// CloudFormation's SNS-backed custom resources: each record's Message is a request, answered on its
 /// own ResponseURL. All records are handled; the invocation fails if any could not be answered.
-async fn sns(env: &Arc<Env>, records: &[Value], deadline: Instant) -> Result<Value, HandlerError> {
+async fn sns(env: &Arc<Env>, records: &Value, deadline: Instant) -> Result<Value, HandlerError> {
+    let records = match records.as_array() {
+        Some(records) if !records.is_empty() => records,
+        _ => {
+            return Err(HandlerError::Sns(
+                "Records is not a list of SNS records".into(),
+            ));
+        }
+    };
     let answers = futures_util::future::join_all(records.iter().map(|record| async move {
         let message = record
             .pointer("/Sns/Message")
             .and_then(Value::as_str)
             .ok_or_else(|| HandlerError::Sns("a record has no Sns.Message".into()))?;
-        let request = serde_json::from_str(message)
-            .map_err(|e| HandlerError::Sns(format!("a record's Sns.Message is not JSON: {e}")))?;
-        answer(env, request, deadline).await
+        answer_text(env, message, deadline).await
     }))
     .await;
     let mut results = Vec::new();
@@ -159,11 +191,26 @@ async fn sns(env: &Arc<Env>, records: &[Value], deadline: Instant) -> Result<Val
 }
 
 /// Handles one CloudFormation request, from parsing to delivered response.
+/// A request given as JSON text (the event itself when it is not plain JSON, an SNS message).
+async fn answer_text(env: &Arc<Env>, text: &str, deadline: Instant) -> Result<Value, HandlerError> {
+    match protocol::parse_text(text) {
+        Ok(request) => answer_request(env, request, deadline).await,
+        Err(invalid) => answer_invalid(env, invalid, deadline).await,
+    }
+}
+
 async fn answer(env: &Arc<Env>, payload: Value, deadline: Instant) -> Result<Value, HandlerError> {
-    let request = match protocol::parse(payload) {
-        Ok(request) => request,
-        Err(invalid) => return answer_invalid(env, invalid, deadline).await,
-    };
+    match protocol::parse(payload) {
+        Ok(request) => answer_request(env, request, deadline).await,
+        Err(invalid) => answer_invalid(env, invalid, deadline).await,
+    }
+}
+
+async fn answer_request(
+    env: &Arc<Env>,
+    request: protocol::Request,
+    deadline: Instant,
+) -> Result<Value, HandlerError> {
     let url = env
         .config
         .response_urls
@@ -171,9 +218,9 @@ async fn answer(env: &Arc<Env>, payload: Value, deadline: Instant) -> Result<Val
         .map_err(HandlerError::ResponseUrlRefused)?;
     tracing::info!(
         request_type = request.kind_name(),
-        stack_id = request.stack_id(),
-        logical_id = request.logical_id(),
-        request_id = request.request_id(),
+        stack_id = shown(request.stack_id()),
+        logical_id = shown(request.logical_id()),
+        request_id = shown(request.request_id()),
         response_url = %redact(&url),
         "request received"
     );
@@ -189,8 +236,8 @@ async fn answer(env: &Arc<Env>, payload: Value, deadline: Instant) -> Result<Val
     let outcome = guarded(work, budget, &fallback).await;
     tracing::info!(
         status = ?outcome.status,
-        physical_id = %outcome.physical_id,
-        reason = %outcome.reason,
+        physical_id = %shown(&outcome.physical_id),
+        reason = %shown(&outcome.reason),
         "request handled"
     );
     deliver(env, &request.reply_to, &url, &outcome, deadline).await
@@ -218,7 +265,7 @@ async fn answer_invalid(
     invalid: protocol::InvalidRequest,
     deadline: Instant,
 ) -> Result<Value, HandlerError> {
-    tracing::error!(reason = %invalid.reason, "invalid request");
+    tracing::error!(reason = %shown(&invalid.reason), "invalid request");
     let Some(reply_to) = invalid.reply_to.clone() else {
         return Err(invalid.into());
     };

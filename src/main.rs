@@ -5,7 +5,7 @@ use eb_instance_profile::handler::{self, Env};
 use eb_instance_profile::iam::Iam;
 use eb_instance_profile::respond::Responder;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use std::sync::Arc;
 
 #[tokio::main(flavor = "current_thread")]
@@ -19,9 +19,10 @@ async fn main() -> Result<(), Error> {
         config,
         responder: Responder::new(),
     });
-    // The event is taken as raw JSON: a typed event that failed to deserialize would be rejected
-    // before the handler runs, and nobody would tell CloudFormation.
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+    // The event is taken as raw JSON text: an event the runtime failed to deserialize (a typed
+    // event with one bad field, or JSON deeper than serde_json's limit) would be rejected before the
+    // handler runs, and nobody would tell CloudFormation.
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
         handler::handle(env.clone(), event)
     }))
     .await

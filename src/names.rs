@@ -138,7 +138,14 @@ const SUFFIX_LEN: usize = 12;
 pub fn generated(stack_id: &str, logical_id: &str, request_id: &str) -> String {
     let mut hasher = Sha256::new();
     for part in [stack_id, logical_id, request_id] {
-        hasher.update(part.as_bytes());
+        // NUL ends each part, so a NUL inside one is hashed as 0xFF, a byte UTF-8 never contains:
+        // otherwise ("s\0", "") and ("s", "\0") would hash alike. Ids without NUL, which is all of
+        // CloudFormation's, hash as they always have.
+        let bytes: Vec<u8> = part
+            .bytes()
+            .map(|b| if b == 0 { 0xFF } else { b })
+            .collect();
+        hasher.update(bytes);
         hasher.update([0u8]);
     }
     let digest = hasher.finalize();
@@ -218,5 +225,152 @@ mod tests {
         let name = generated(&long_stack, &"L".repeat(255), "req");
         assert_eq!(name.len(), 64);
         assert!(RoleName::parse(&name).is_ok());
+    }
+
+    #[test]
+    fn a_nul_inside_an_id_does_not_move_the_boundary_between_ids() {
+        // Without the escaping these hash the same bytes and would share a name.
+        assert_ne!(generated("s\0", "", "r"), generated("s", "\0", "r"));
+        assert_ne!(generated(STACK, "L\0", "r"), generated(STACK, "L", "\0r"));
+        // Ids without NUL keep the names they always had.
+        assert_eq!(
+            generated(STACK, "Profile", "req-1"),
+            "web-app-Profile-105031894650"
+        );
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Characters that mean something to ARNs, IAM names or the hash: separators, NUL, and
+        /// characters IAM refuses.
+        const STRUCTURAL: &[char] = &['\0', '/', ':', '-', '_', '.', ' ', 'a', 'Z', '9', 'é', '😀'];
+
+        /// Any text: short, made of structural characters, arbitrary unicode with control
+        /// characters, or far longer than any IAM name.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::collection::vec(prop::sample::select(STRUCTURAL), 0..8)
+                    .prop_map(String::from_iter),
+                prop::collection::vec(any::<char>(), 0..80).prop_map(String::from_iter),
+                prop::collection::vec(any::<char>(), 200..1200).prop_map(String::from_iter),
+            ]
+        }
+
+        /// A stack id: a CloudFormation stack ARN around any stack name, or any text at all.
+        fn stack_id() -> impl Strategy<Value = String> {
+            prop_oneof![
+                text().prop_map(|name| format!(
+                    "arn:aws:cloudformation:us-east-1:123456789012:stack/{name}/0f1e2d3c-aaaa"
+                )),
+                text(),
+            ]
+        }
+
+        fn suffix_of(name: &str) -> &str {
+            &name[name.len() - SUFFIX_LEN..]
+        }
+
+        proptest! {
+            #[test]
+            fn generated_names_are_valid_iam_names(
+                stack in stack_id(), logical in text(), request in text()
+            ) {
+                let name = generated(&stack, &logical, &request);
+                prop_assert!(name.len() <= RoleName::MAX, "{} is {} long", name, name.len());
+                prop_assert!(name.is_ascii());
+                prop_assert!(name.chars().all(is_name_char), "{}", name);
+                prop_assert!(RoleName::parse(&name).is_ok(), "{}", name);
+                prop_assert!(ProfileName::parse(&name).is_ok(), "{}", name);
+                prop_assert!(PolicyName::parse(&name).is_ok(), "{}", name);
+            }
+
+            #[test]
+            fn generated_names_are_the_ids_the_template_gave_then_a_hash(
+                stack in stack_id(), logical in text(), request in text()
+            ) {
+                let name = generated(&stack, &logical, &request);
+                let suffix = suffix_of(&name);
+                prop_assert!(
+                    suffix.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
+                    "{}", name
+                );
+                let prefix = name[..name.len() - SUFFIX_LEN]
+                    .strip_suffix('-')
+                    .expect("a dash before the suffix");
+                // The allowed characters of the stack name and logical id, cut only as far as a
+                // role name needs.
+                let wanted: String =
+                    format!("{}-{logical}", stack_name(&stack).unwrap_or("stack"))
+                        .chars()
+                        .filter(|c| is_name_char(*c))
+                        .collect();
+                prop_assert!(wanted.starts_with(prefix), "{} from {:?}", name, wanted);
+                prop_assert!(
+                    prefix.len() == wanted.len() || name.len() == RoleName::MAX,
+                    "{} cut more than needed from {:?}", name, wanted
+                );
+            }
+
+            #[test]
+            fn generated_names_are_stable(
+                stack in stack_id(), logical in text(), request in text()
+            ) {
+                prop_assert_eq!(
+                    generated(&stack, &logical, &request),
+                    generated(&stack.clone(), &logical.clone(), &request.clone())
+                );
+            }
+
+            #[test]
+            fn other_ids_give_other_names(
+                stacks in (stack_id(), stack_id()),
+                logicals in (text(), text()),
+                requests in (text(), text()),
+            ) {
+                let one = (stacks.0.as_str(), logicals.0.as_str(), requests.0.as_str());
+                for other in [
+                    (stacks.1.as_str(), one.1, one.2),
+                    (one.0, logicals.1.as_str(), one.2),
+                    (one.0, one.1, requests.1.as_str()),
+                    (stacks.1.as_str(), logicals.1.as_str(), requests.1.as_str()),
+                ] {
+                    if other != one {
+                        prop_assert_ne!(
+                            generated(one.0, one.1, one.2),
+                            generated(other.0, other.1, other.2),
+                            "{:?} and {:?}", one, other
+                        );
+                    }
+                }
+            }
+
+            #[test]
+            fn moving_a_character_between_ids_gives_another_name(
+                stack in stack_id(), logical in text(), request in text(), moved in any::<char>()
+            ) {
+                // The same characters, split differently between the ids, are another resource.
+                let stack_longer = format!("{stack}{moved}");
+                let logical_longer = format!("{moved}{logical}");
+                prop_assert_ne!(
+                    generated(&stack_longer, &logical, &request),
+                    generated(&stack, &logical_longer, &request)
+                );
+                let logical_longer = format!("{logical}{moved}");
+                let request_longer = format!("{moved}{request}");
+                prop_assert_ne!(
+                    generated(&stack, &logical_longer, &request),
+                    generated(&stack, &logical, &request_longer)
+                );
+            }
+
+            #[test]
+            fn stack_names_come_from_any_stack_arn(name in "[^/]{1,300}", id in ".{0,40}") {
+                let arn =
+                    format!("arn:aws:cloudformation:us-east-1:123456789012:stack/{name}/{id}");
+                prop_assert_eq!(stack_name(&arn), Some(name.as_str()));
+            }
+        }
     }
 }

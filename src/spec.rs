@@ -55,6 +55,21 @@ fn invalid(property: impl Into<String>, reason: impl Into<String>) -> InvalidPro
     }
 }
 
+/// IAM's hard limit on managed policies attached to one role.
+pub const MAX_MANAGED_POLICIES: usize = 20;
+
+/// The partitions AWS has (aws-sdk-rust's endpoint rules list the same).
+pub const KNOWN_PARTITIONS: [&str; 8] = [
+    "aws",
+    "aws-cn",
+    "aws-us-gov",
+    "aws-iso",
+    "aws-iso-b",
+    "aws-iso-e",
+    "aws-iso-f",
+    "aws-eusc",
+];
+
 /// The AWS partition (`aws`, `aws-cn`, `aws-us-gov` ...) that policy ARNs must be written in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partition(String);
@@ -70,10 +85,12 @@ impl Partition {
         .ok_or_else(|| invalid("StackId", "is not a CloudFormation stack ARN"))
     }
 
-    /// A partition name: lower-case letters and dashes.
+    /// A partition AWS has: any other name in a StackId or ARN was made up, and would only send
+    /// the function to IAM with ARNs that cannot exist.
     pub fn parse(name: &str) -> Option<Self> {
-        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '-');
-        valid.then(|| Self(name.to_owned()))
+        KNOWN_PARTITIONS
+            .contains(&name)
+            .then(|| Self(name.to_owned()))
     }
 
     /// The partition of any ARN (`arn:aws-cn:iam::...`).
@@ -232,6 +249,16 @@ impl Spec {
                 check_policy_arn("ManagedPolicyArns", &arn, partition)?;
                 policies.insert(arn);
             }
+        }
+        if policies.len() > MAX_MANAGED_POLICIES {
+            return Err(invalid(
+                "ManagedPolicyArns",
+                format!(
+                    "names {} managed policies with those of Tiers; an IAM role holds at most \
+                     {MAX_MANAGED_POLICIES} (IAM's hard limit; the default quota is 10)",
+                    policies.len()
+                ),
+            ));
         }
 
         let inline_policies = match get("InlinePolicies") {
@@ -822,6 +849,36 @@ mod tests {
 
     fn parse(props: Value) -> Result<Spec, InvalidProperty> {
         Spec::parse(&props, &aws())
+    }
+
+    #[test]
+    fn only_partitions_aws_has_are_accepted() {
+        for known in KNOWN_PARTITIONS {
+            let stack = format!("arn:{known}:cloudformation:r:1:stack/s/id");
+            assert!(Partition::from_stack_id(&stack).is_ok(), "{known}");
+        }
+        for made_up in ["nowhere", "aws-", "AWS", "", "aws-cn-x"] {
+            let stack = format!("arn:{made_up}:cloudformation:r:1:stack/s/id");
+            let err = Partition::from_stack_id(&stack).unwrap_err();
+            assert_eq!(err.property, "StackId", "{made_up}");
+        }
+    }
+
+    #[test]
+    fn more_managed_policies_than_a_role_can_hold_are_refused() {
+        let arns = |n: usize| -> Vec<String> {
+            (0..n)
+                .map(|i| format!("arn:aws:iam::123456789012:policy/p{i}"))
+                .collect()
+        };
+        // The three tiers' policies count too.
+        let fits = parse(json!({"ManagedPolicyArns": arns(MAX_MANAGED_POLICIES - 3)})).unwrap();
+        assert_eq!(fits.policies.len(), MAX_MANAGED_POLICIES);
+        let err = rejected(json!({"ManagedPolicyArns": arns(MAX_MANAGED_POLICIES - 2)}));
+        assert_eq!(err.property, "ManagedPolicyArns");
+        assert!(err.to_string().contains("at most 20"), "{err}");
+        let err = rejected(json!({"ManagedPolicyArns": arns(10_000)}));
+        assert_eq!(err.property, "ManagedPolicyArns");
     }
 
     fn rejected(props: Value) -> InvalidProperty {
