@@ -329,7 +329,7 @@ def render(res: Results, args, mach: dict, impls: dict[str, Impl], peer_python_v
         rows.append((f"Warm process: VmRSS after event 10 / {n} (MiB); VmHWM (MiB)",
                      f"{rss[min(9, n - 1)] / 1024:.1f} / {rss[-1] / 1024:.1f}; {warm['hwm_kb'] / 1024:.1f}", "-", "-"))
 
-    # goals of issue 6
+    # the performance goals (docs/performance.md)
     if not (cold_f < 15):
         misses.append(f"cold start {cold_f:.1f} ms (goal: under 15 ms)")
     if not (cold_p / cold_f >= 20):
@@ -363,7 +363,7 @@ def render(res: Results, args, mach: dict, impls: dict[str, Impl], peer_python_v
             label = "function (PROPAGATION_READS=1)" if impl == "function-1read" else impl
             lines.append(f"- {label}, {kind}: {shown}")
     lines.append("")
-    lines.append(f"Goals of issue 6 missed: {len(misses)}" + ("" if misses else " (none)"))
+    lines.append(f"Performance goals missed: {len(misses)}" + ("" if misses else " (none)"))
     lines += [f"- {m}" for m in misses]
     lines.append("")
     lines.append(f"Machine: {mach['nproc']} cores, {mach['cpu']}, {mach['memory']} RAM, Linux {mach['kernel']}, "

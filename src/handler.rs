@@ -10,6 +10,7 @@ use crate::config::redact;
 use crate::iam::Iam;
 use crate::lifecycle;
 use crate::names;
+use crate::plan;
 use crate::protocol::{self, Outcome, ReplyTo, Status};
 use crate::respond::Responder;
 use crate::verify;
@@ -227,7 +228,7 @@ async fn answer_request(
 
     let left = deadline.saturating_duration_since(Instant::now());
     let budget = left.saturating_sub(response_reserve(left));
-    let fallback = lifecycle::fallback_physical_id(&env.config, &request);
+    let fallback = plan::fallback_physical_id(&env.config.rules, &request);
     let work = {
         let (env, request) = (env.clone(), request.clone());
         let work_deadline = Instant::now() + budget;

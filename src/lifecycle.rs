@@ -8,12 +8,12 @@
 
 use crate::config::{Config, Propagation};
 use crate::iam::{Iam, IamError};
-use crate::names::{self, PolicyName, ProfileName, RoleName};
+use crate::names::{PolicyName, ProfileName, RoleName};
 use crate::plan::{
     self, Desired, Found, Owned, Owner, ProfileState, RoleState, TAG_ROLE_NAME, Tagged, Target,
 };
 use crate::protocol::{Kind, Outcome, Request};
-use crate::spec::{InvalidProperty, Partition, Spec};
+use crate::spec::{InvalidProperty, Spec};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -72,62 +72,6 @@ pub enum Error {
     },
 }
 
-/// The validated spec of a request's properties, allowed by the operator's settings.
-fn prepare(
-    config: &Config,
-    properties: &Value,
-    stack_id: &str,
-) -> Result<(Spec, Partition), InvalidProperty> {
-    let partition = Partition::from_stack_id(stack_id)?;
-    let mut spec = Spec::parse(properties, &partition)?;
-    spec.enforce(&config.rules, &partition)?;
-    Ok((spec, partition))
-}
-
-fn owner_of(request: &Request) -> Owner {
-    Owner {
-        stack_id: request.stack_id().to_owned(),
-        logical_id: request.logical_id().to_owned(),
-    }
-}
-
-/// Names for new entities: the template's, or generated from the request.
-fn new_target(spec: &Spec, request: &Request) -> Target {
-    let generated = || {
-        names::generated(
-            request.stack_id(),
-            request.logical_id(),
-            request.request_id(),
-        )
-    };
-    let profile = spec.instance_profile_name.clone().unwrap_or_else(|| {
-        ProfileName::parse(&generated()).expect("generated names are valid profile names")
-    });
-    let role = spec.role_name.clone().unwrap_or_else(|| {
-        RoleName::parse(profile.as_str())
-            .or_else(|_| RoleName::parse(&generated()))
-            .expect("generated names are valid role names")
-    });
-    Target { profile, role }
-}
-
-/// The PhysicalResourceId to answer with when the work cannot finish (a timeout or a panic): the
-/// request's own for Update and Delete; for Create the name the profile gets, so that the Delete
-/// CloudFormation sends on rollback finds whatever was made.
-pub fn fallback_physical_id(config: &Config, request: &Request) -> String {
-    match &request.kind {
-        Kind::Update { physical_id, .. } | Kind::Delete { physical_id } => physical_id.clone(),
-        Kind::Create => match prepare(config, &request.properties, request.stack_id()) {
-            Ok((spec, _)) => new_target(&spec, request).profile.to_string(),
-            Err(_) => names::generated(
-                request.stack_id(),
-                request.logical_id(),
-                request.request_id(),
-            ),
-        },
-    }
-}
-
 /// Handles one request. Every path ends in an [`Outcome`]; nothing here returns early unanswered.
 /// `deadline` bounds the propagation wait, which has to stop in time to answer.
 pub async fn handle(iam: &Iam, config: &Config, request: &Request, deadline: Instant) -> Outcome {
@@ -154,13 +98,18 @@ pub async fn handle(iam: &Iam, config: &Config, request: &Request, deadline: Ins
 }
 
 async fn create(iam: &Iam, config: &Config, request: &Request, deadline: Instant) -> Outcome {
-    let (spec, _) = match prepare(config, &request.properties, request.stack_id()) {
+    let (spec, _) = match Spec::prepare(&config.rules, &request.properties, request.stack_id()) {
         Ok(prepared) => prepared,
         // Nothing was made: the generated name exists nowhere, so the rollback Delete is a no-op.
-        Err(e) => return Outcome::failed(fallback_physical_id(config, request), e.to_string()),
+        Err(e) => {
+            return Outcome::failed(
+                plan::fallback_physical_id(&config.rules, request),
+                e.to_string(),
+            );
+        }
     };
-    let owner = owner_of(request);
-    let target = new_target(&spec, request);
+    let owner = Owner::of(request);
+    let target = Target::new_for(&spec, request);
     let desired = Desired {
         target: &target,
         spec: &spec,
@@ -185,17 +134,18 @@ async fn update(
     old_properties: &Value,
     deadline: Instant,
 ) -> Outcome {
-    let (spec, partition) = match prepare(config, &request.properties, request.stack_id()) {
-        Ok(prepared) => prepared,
-        Err(e) => return Outcome::failed(physical_id, e.to_string()),
-    };
+    let (spec, partition) =
+        match Spec::prepare(&config.rules, &request.properties, request.stack_id()) {
+            Ok(prepared) => prepared,
+            Err(e) => return Outcome::failed(physical_id, e.to_string()),
+        };
     // The old properties were accepted once; if they no longer parse, nothing is known to remove.
     let old = Spec::parse(old_properties, &partition).ok();
     let changed = old
         .as_ref()
         .map(|old| spec.identity().changed(&old.identity()))
         .unwrap_or_default();
-    let owner = owner_of(request);
+    let owner = Owner::of(request);
     let change = Change {
         iam,
         config,
@@ -300,7 +250,7 @@ impl Change<'_> {
             .clone()
             .or_else(|| raw_profile.as_ref().and_then(role_of))
             .or_else(|| guess.clone())
-            .unwrap_or_else(|| new_target(spec, self.request).role);
+            .unwrap_or_else(|| Target::new_for(spec, self.request).role);
         let known = Known {
             role: match guess {
                 Some(g) if g == role => Some(guessed?),
@@ -327,7 +277,7 @@ impl Change<'_> {
         current: Option<ProfileState>,
     ) -> Result<Outcome, Error> {
         let (iam, spec, owner, physical_id) = (self.iam, self.spec, self.owner, self.physical_id);
-        let target = new_target(spec, self.request);
+        let target = Target::new_for(spec, self.request);
         let needs_new_name = |property, name: &str| Error::NeedsNewName {
             changed: changed.into(),
             property,
@@ -367,7 +317,7 @@ impl Change<'_> {
 }
 
 async fn delete(iam: &Iam, request: &Request, physical_id: &str) -> Outcome {
-    let owner = owner_of(request);
+    let owner = Owner::of(request);
     let Ok(profile_name) = ProfileName::parse(physical_id) else {
         // Not a name this function makes (CloudFormation invents ids for Creates it cancelled).
         return Outcome::success(

@@ -5,7 +5,9 @@
 //! change: new policies are attached before removed ones are detached, a profile is emptied before a
 //! role is put in, and a role leaves its profile before either is deleted.
 
-use crate::names::{PolicyName, ProfileName, RoleName};
+use crate::config::Rules;
+use crate::names::{self, PolicyName, ProfileName, RoleName};
+use crate::protocol::{Kind, Request};
 use crate::spec::Spec;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,6 +32,16 @@ pub type Tags = BTreeMap<String, String>;
 pub struct Owner {
     pub stack_id: String,
     pub logical_id: String,
+}
+
+impl Owner {
+    /// The resource a request is about.
+    pub fn of(request: &Request) -> Self {
+        Self {
+            stack_id: request.stack_id().to_owned(),
+            logical_id: request.logical_id().to_owned(),
+        }
+    }
 }
 
 impl Owner {
@@ -141,6 +153,46 @@ impl ProfileState {
 pub struct Target {
     pub profile: ProfileName,
     pub role: RoleName,
+}
+
+impl Target {
+    /// Names for new entities: the template's, or generated from the request. A profile name too
+    /// long for a role (roles allow 64 characters, profiles 128) gets a generated role name.
+    pub fn new_for(spec: &Spec, request: &Request) -> Self {
+        let generated = || {
+            names::generated(
+                request.stack_id(),
+                request.logical_id(),
+                request.request_id(),
+            )
+        };
+        let profile = spec.instance_profile_name.clone().unwrap_or_else(|| {
+            ProfileName::parse(&generated()).expect("generated names are valid profile names")
+        });
+        let role = spec.role_name.clone().unwrap_or_else(|| {
+            RoleName::parse(profile.as_str())
+                .or_else(|_| RoleName::parse(&generated()))
+                .expect("generated names are valid role names")
+        });
+        Self { profile, role }
+    }
+}
+
+/// The PhysicalResourceId to answer with when the work cannot finish (a timeout or a panic): the
+/// request's own for Update and Delete; for Create the name the profile gets, so that the Delete
+/// CloudFormation sends on rollback finds whatever was made.
+pub fn fallback_physical_id(rules: &Rules, request: &Request) -> String {
+    match &request.kind {
+        Kind::Update { physical_id, .. } | Kind::Delete { physical_id } => physical_id.clone(),
+        Kind::Create => match Spec::prepare(rules, &request.properties, request.stack_id()) {
+            Ok((spec, _)) => Target::new_for(&spec, request).profile.to_string(),
+            Err(_) => names::generated(
+                request.stack_id(),
+                request.logical_id(),
+                request.request_id(),
+            ),
+        },
+    }
 }
 
 /// The desired state of a resource's entities.

@@ -189,6 +189,19 @@ pub struct Identity {
 
 impl Spec {
     /// Validates `properties` (the ResourceProperties object) for a stack in `partition`.
+    /// A request's properties, validated and allowed by the operator's `rules`, with the partition
+    /// its stack lives in.
+    pub fn prepare(
+        rules: &Rules,
+        properties: &Value,
+        stack_id: &str,
+    ) -> Result<(Self, Partition), InvalidProperty> {
+        let partition = Partition::from_stack_id(stack_id)?;
+        let mut spec = Self::parse(properties, &partition)?;
+        spec.enforce(rules, &partition)?;
+        Ok((spec, partition))
+    }
+
     pub fn parse(properties: &Value, partition: &Partition) -> Result<Self, InvalidProperty> {
         let empty = Map::new();
         let props = match properties {
