@@ -213,8 +213,11 @@ impl Spec {
             .keys()
             .find(|k| !KNOWN.contains(&k.as_str()) && !IGNORED.contains(&k.as_str()))
         {
+            // Quoted unless plain, so that an empty or odd name still shows where it is.
+            let plain = !unknown.is_empty() && unknown.chars().all(|c| c.is_ascii_alphanumeric());
+            let name = truncate(unknown, 100);
             return Err(invalid(
-                truncate(unknown, 100),
+                if plain { name } else { format!("{name:?}") },
                 format!("unknown property; known are {}", KNOWN.join(", ")),
             ));
         }
@@ -966,6 +969,9 @@ mod tests {
         let err = rejected(json!({"Tier": ["WebTier"]}));
         assert_eq!(err.property, "Tier");
         assert!(err.to_string().contains("unknown property"));
+        // An empty or odd name is quoted, so the Reason still shows it.
+        assert_eq!(rejected(json!({"": 1})).property, "\"\"");
+        assert_eq!(rejected(json!({"Tiers ": 1})).property, "\"Tiers \"");
     }
 
     #[test]
