@@ -191,7 +191,6 @@ async fn sns(env: &Arc<Env>, records: &Value, deadline: Instant) -> Result<Value
     Ok(Value::Array(results))
 }
 
-/// Handles one CloudFormation request, from parsing to delivered response.
 /// A request given as JSON text (the event itself when it is not plain JSON, an SNS message).
 async fn answer_text(env: &Arc<Env>, text: &str, deadline: Instant) -> Result<Value, HandlerError> {
     match protocol::parse_text(text) {
@@ -200,6 +199,7 @@ async fn answer_text(env: &Arc<Env>, text: &str, deadline: Instant) -> Result<Va
     }
 }
 
+/// A request given as parsed JSON.
 async fn answer(env: &Arc<Env>, payload: Value, deadline: Instant) -> Result<Value, HandlerError> {
     match protocol::parse(payload) {
         Ok(request) => answer_request(env, request, deadline).await,
@@ -207,6 +207,7 @@ async fn answer(env: &Arc<Env>, payload: Value, deadline: Instant) -> Result<Val
     }
 }
 
+/// Handles one CloudFormation request, from its protocol fields to the delivered response.
 async fn answer_request(
     env: &Arc<Env>,
     request: protocol::Request,
