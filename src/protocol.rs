@@ -137,19 +137,23 @@ fn misshapen(event: &Value) -> Option<String> {
 /// in memory (nesting deeper than serde_json's 128 levels, a lone UTF-16 surrogate, a number beyond
 /// a double), the protocol fields read around the unreadable part, so that FAILED can still be sent,
 /// naming the property that could not be read.
+///
+/// A Delete whose properties cannot be read is still a Delete: its properties only hint at the
+/// role's name, and refusing it would keep the stack (or its rollback) from ever finishing.
 pub fn parse_text(text: &str) -> Result<Request, InvalidRequest> {
     match serde_json::from_str::<Value>(text) {
         Ok(event) => parse(event),
-        Err(error) => Err(unreadable(text, &error)),
+        Err(error) => unreadable(text, &error),
     }
 }
 
-fn unreadable(text: &str, error: &serde_json::Error) -> InvalidRequest {
+fn unreadable(text: &str, error: &serde_json::Error) -> Result<Request, InvalidRequest> {
     /// The fields a response needs. Everything else is skipped unread (serde_json skips a value
     /// without building it: no depth limit, no check of escapes or number ranges).
     #[derive(Default, serde::Deserialize)]
     #[serde(default, rename_all = "PascalCase")]
     struct Envelope {
+        request_type: Option<String>,
         #[serde(rename = "ResponseURL")]
         response_url: Option<String>,
         stack_id: Option<String>,
@@ -188,12 +192,25 @@ fn unreadable(text: &str, error: &serde_json::Error) -> InvalidRequest {
         })),
         _ => None,
     };
-    InvalidRequest {
+    if let (Some("Delete"), Some(reply_to), Some(physical_id)) = (
+        envelope.request_type.as_deref(),
+        &reply_to,
+        &envelope.physical_resource_id,
+    ) {
+        return Ok(Request {
+            kind: Kind::Delete {
+                physical_id: physical_id.clone(),
+            },
+            reply_to: (**reply_to).clone(),
+            properties: Value::Object(serde_json::Map::new()),
+        });
+    }
+    Err(InvalidRequest {
         reason: culprit
             .unwrap_or_else(|| format!("the event is not JSON this function can read: {error}")),
         reply_to,
         physical_id: envelope.physical_resource_id,
-    }
+    })
 }
 
 /// The dotted path to the unreadable member of the object `raw` (`InlinePolicies.p`) and why, going
@@ -819,6 +836,24 @@ mod text_tests {
             reason.starts_with("ResourceProperties cannot be read"),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn a_delete_with_unreadable_properties_is_still_a_delete() {
+        let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+        let text = event(json!("Delete"), &format!(r#"{{"Tiers":{deep}}}"#));
+        let text = text.replacen('{', r#"{"PhysicalResourceId":"p","#, 1);
+        let request = parse_text(&text).expect("a Delete is answered");
+        assert_eq!(
+            request.kind,
+            Kind::Delete {
+                physical_id: "p".into()
+            }
+        );
+        assert_eq!(request.properties, json!({}));
+        // Without a PhysicalResourceId there is nothing to delete by: refused.
+        let text = event(json!("Delete"), &format!(r#"{{"Tiers":{deep}}}"#));
+        assert!(parse_text(&text).is_err());
     }
 
     #[test]

@@ -571,3 +571,39 @@ def test_delete_of_a_made_up_id_naming_a_foreign_profile_leaves_it(cfn, moto, ia
     assert response["PhysicalResourceId"] == name
     assert response["StackId"] == DEFAULT_STACK_ID
     assert moto.iam_snapshot() == before
+
+
+# --- Unreadable properties ------------------------------------------------------------------
+
+
+def test_a_delete_whose_properties_cannot_be_read_still_deletes(cfn, moto):
+    """The rollback Delete of a Create refused for a property nested too deep carries the same
+    property: the Delete is still answered and done (its properties only hint at the role's name),
+    so the stack's rollback can finish."""
+    _, created = cfn.send("Create", {"InstanceProfileName": "deep"})
+    assert created is not None and created["Status"] == "SUCCESS", created
+    url, key = cfn.response_url()
+    event = make_event("Delete", {"InstanceProfileName": "deep", "Tiers": "PLACEHOLDER"},
+                       response_url=url, physical_id="deep")
+    raw = json.dumps(event).replace('"PLACEHOLDER"', "[" * 10_000 + '"WebTier"' + "]" * 10_000)
+
+    result, response = cfn.send_event(raw.encode(), key)
+
+    assert result.kind == "response", result
+    assert response is not None and response["Status"] == "SUCCESS", response
+    assert response["PhysicalResourceId"] == "deep"
+    assert moto.iam_snapshot() == {"roles": {}, "instance_profiles": {}}
+
+
+def test_a_create_whose_property_cannot_be_read_is_refused_naming_it(cfn, moto):
+    url, key = cfn.response_url()
+    event = make_event("Create", {"InstanceProfileName": "deep", "Tiers": "PLACEHOLDER"},
+                       response_url=url)
+    raw = json.dumps(event).replace('"PLACEHOLDER"', "[" * 10_000 + '"WebTier"' + "]" * 10_000)
+
+    result, response = cfn.send_event(raw.encode(), key)
+
+    assert result.kind == "response", result
+    assert response is not None and response["Status"] == "FAILED", response
+    assert "property Tiers in ResourceProperties cannot be read" in response["Reason"]
+    assert moto.iam_snapshot() == {"roles": {}, "instance_profiles": {}}
