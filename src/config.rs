@@ -13,9 +13,24 @@ pub struct Config {
     pub response_urls: ResponseUrlPolicy,
     pub rules: Rules,
     pub propagation: Propagation,
-    /// `IAM_RETRY_BACKOFF_MS`: the ceiling of the first retry's random delay (the SDK's standard
-    /// retry doubles it per attempt, up to 20 s). `None`: the SDK's own, one second.
-    pub retry_backoff: Option<std::time::Duration>,
+    pub retry: Retry,
+}
+
+/// Attempts per IAM request (the SDK's standard mode makes 3). IAM throttles mutating calls per
+/// account, and a stack that creates many resources at once meets Throttling and
+/// ConcurrentModification often; long-standing infrastructure tools retry IAM far longer
+/// (Terraform's AWS provider: 25 attempts). Every attempt is still bounded by the invocation's
+/// deadline, so generous retrying cannot keep a stack waiting.
+pub const MAX_ATTEMPTS: u32 = 10;
+
+/// How IAM requests are retried (the SDK's standard retry, with these settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    /// `AWS_MAX_ATTEMPTS`, the SDK's own setting, else [`MAX_ATTEMPTS`].
+    pub attempts: u32,
+    /// `IAM_RETRY_BACKOFF_MS`: the ceiling of the first retry's random delay (doubled per attempt,
+    /// up to 20 s). `None`: the SDK's own, one second.
+    pub backoff: Option<std::time::Duration>,
 }
 
 /// How a new instance profile is confirmed before SUCCESS (see `lifecycle::wait_until_visible`).
@@ -108,8 +123,13 @@ impl Config {
                 permissions_boundary: var("PERMISSIONS_BOUNDARY_ARN").map(|v| v.trim().to_owned()),
                 inline_policies: InlinePolicies::parse(var("INLINE_POLICIES").as_deref()),
             },
-            retry_backoff: number("IAM_RETRY_BACKOFF_MS")
-                .map(|ms| std::time::Duration::from_millis(ms.into())),
+            retry: Retry {
+                attempts: number("AWS_MAX_ATTEMPTS")
+                    .filter(|n| *n > 0)
+                    .unwrap_or(MAX_ATTEMPTS),
+                backoff: number("IAM_RETRY_BACKOFF_MS")
+                    .map(|ms| std::time::Duration::from_millis(ms.into())),
+            },
             propagation: {
                 let default = Propagation::default();
                 Propagation {

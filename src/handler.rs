@@ -13,6 +13,7 @@ use crate::names;
 use crate::plan;
 use crate::protocol::{self, Outcome, ReplyTo, Status};
 use crate::respond::Responder;
+use crate::spec::truncate;
 use crate::verify;
 use lambda_runtime::LambdaEvent;
 use serde_json::value::RawValue;
@@ -158,11 +159,8 @@ pub async fn handle(
 const LOGGED_CHARS: usize = 256;
 
 /// `value` as logged: cut at [`LOGGED_CHARS`] characters.
-fn shown(value: &str) -> &str {
-    value
-        .char_indices()
-        .nth(LOGGED_CHARS)
-        .map_or(value, |(end, _)| &value[..end])
+fn shown(value: &str) -> String {
+    truncate(value, LOGGED_CHARS)
 }
 
 /// CloudFormation's SNS-backed custom resources: each record's Message is a request, answered on its

@@ -4,6 +4,7 @@
 //! is what a FAILED Reason must show. Deciding on codes, never on HTTP status, matters here: IAM
 //! answers EntityAlreadyExists, LimitExceeded, DeleteConflict and ConcurrentModification all as 409.
 
+use crate::config::Retry;
 use crate::names::{IamPath, PolicyName, ProfileName, RoleName};
 use crate::plan::{Plan, ProfileState, RoleState, Step, Tags, Target};
 use crate::spec::{Spec, TRUST_POLICY};
@@ -131,31 +132,22 @@ pub struct Iam {
     client: Client,
 }
 
-/// Attempts per IAM request (the SDK's standard mode makes 3). IAM throttles mutating calls per
-/// account, and a stack that creates many resources at once meets Throttling and
-/// ConcurrentModification often; long-standing infrastructure tools retry IAM far longer (Terraform's
-/// AWS provider: 25 attempts). Every attempt is still bounded by the invocation's deadline, so
-/// generous retrying cannot keep a stack waiting. `AWS_MAX_ATTEMPTS`, when set, wins.
-pub const MAX_ATTEMPTS: u32 = 10;
-
 impl Iam {
     pub fn new(client: Client) -> Self {
         Self { client }
     }
 
-    /// The client this function runs with: the SDK's standard retry with [`MAX_ATTEMPTS`] (and
-    /// `backoff` as the first retry's delay ceiling, if given), and IAM's ConcurrentModification
-    /// retried as the transient fault it is.
-    pub fn from_sdk(sdk: &aws_config::SdkConfig, backoff: Option<std::time::Duration>) -> Self {
+    /// The client this function runs with: the SDK's retry with the configured attempts and first
+    /// delay, and IAM's ConcurrentModification retried as the transient fault it is.
+    pub fn from_sdk(sdk: &aws_config::SdkConfig, settings: &Retry) -> Self {
         let mut config = aws_sdk_iam::config::Builder::from(sdk);
+        // The SDK's mode (AWS_RETRY_MODE) with this function's attempts and first delay.
         let mut retry = sdk
             .retry_config()
             .cloned()
-            .unwrap_or_else(RetryConfig::standard);
-        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
-            retry = retry.with_max_attempts(MAX_ATTEMPTS);
-        }
-        if let Some(backoff) = backoff {
+            .unwrap_or_else(RetryConfig::standard)
+            .with_max_attempts(settings.attempts);
+        if let Some(backoff) = settings.backoff {
             retry = retry.with_initial_backoff(backoff);
         }
         config.set_retry_config(Some(retry));

@@ -15,7 +15,6 @@ use crate::plan::{
 use crate::protocol::{Kind, Outcome, Request};
 use crate::spec::{InvalidProperty, Spec};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::future::Future;
 use tokio::time::Instant;
 
@@ -737,21 +736,5 @@ fn with_undo(error: Error, undo: Result<(), Error>) -> String {
 }
 
 fn success(desired: Desired<'_>, built: &Built, verb: &str) -> Outcome {
-    let t = desired.target;
-    let policies: Vec<&str> = desired.spec.policies.iter().map(String::as_str).collect();
-    let data = BTreeMap::from([
-        ("Arn".to_owned(), built.profile_arn.clone()),
-        ("InstanceProfileName".to_owned(), t.profile.to_string()),
-        ("InstanceProfileArn".to_owned(), built.profile_arn.clone()),
-        ("RoleName".to_owned(), t.role.to_string()),
-        ("RoleArn".to_owned(), built.role_arn.clone()),
-        ("ManagedPolicyArns".to_owned(), policies.join(",")),
-    ]);
-    Outcome {
-        data,
-        ..Outcome::success(
-            t.profile.to_string(),
-            format!("{verb} instance profile {} with role {}", t.profile, t.role),
-        )
-    }
+    desired.answer(&built.role_arn, &built.profile_arn, verb)
 }

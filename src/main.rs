@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let config = Config::from_env();
     let env = Arc::new(Env {
-        iam: Iam::from_sdk(&sdk, config.retry_backoff),
+        iam: Iam::from_sdk(&sdk, &config.retry),
         config,
         responder: Responder::new(),
     });

@@ -7,7 +7,7 @@
 
 use crate::config::Rules;
 use crate::names::{self, PolicyName, ProfileName, RoleName};
-use crate::protocol::{Kind, Request};
+use crate::protocol::{Kind, Outcome, Request};
 use crate::spec::Spec;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -204,6 +204,27 @@ pub struct Desired<'a> {
 }
 
 impl Desired<'_> {
+    /// The SUCCESS answer once the entities exist, with the attributes `Fn::GetAtt` reads.
+    pub fn answer(&self, role_arn: &str, profile_arn: &str, verb: &str) -> Outcome {
+        let t = self.target;
+        let policies: Vec<&str> = self.spec.policies.iter().map(String::as_str).collect();
+        let data = BTreeMap::from([
+            ("Arn".to_owned(), profile_arn.to_owned()),
+            ("InstanceProfileName".to_owned(), t.profile.to_string()),
+            ("InstanceProfileArn".to_owned(), profile_arn.to_owned()),
+            ("RoleName".to_owned(), t.role.to_string()),
+            ("RoleArn".to_owned(), role_arn.to_owned()),
+            ("ManagedPolicyArns".to_owned(), policies.join(",")),
+        ]);
+        Outcome {
+            data,
+            ..Outcome::success(
+                t.profile.to_string(),
+                format!("{verb} instance profile {} with role {}", t.profile, t.role),
+            )
+        }
+    }
+
     pub fn role_tags(&self) -> Tags {
         let mut tags = self.spec.tags.clone();
         tags.extend(self.owner.tags());

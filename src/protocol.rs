@@ -5,6 +5,7 @@
 //! whole event over one bad property would leave nothing to answer with, and the stack would wait an
 //! hour; this way a bad property still gets a FAILED response that names it.
 
+use crate::spec::type_name;
 use aws_lambda_events::event::cloudformation::{
     CloudFormationCustomResourceRequest as CfnRequest, CloudFormationCustomResourceResponse,
     CloudFormationCustomResourceResponseStatus,
@@ -36,6 +37,23 @@ pub struct ReplyTo {
     pub stack_id: String,
     pub request_id: String,
     pub logical_id: String,
+}
+
+impl ReplyTo {
+    /// The address of a response, when an event that is otherwise broken still has all of it.
+    fn salvaged(
+        response_url: Option<String>,
+        stack_id: Option<String>,
+        request_id: Option<String>,
+        logical_id: Option<String>,
+    ) -> Option<Box<Self>> {
+        Some(Box::new(Self {
+            response_url: response_url?,
+            stack_id: stack_id?,
+            request_id: request_id?,
+            logical_id: logical_id?,
+        }))
+    }
 }
 
 /// A request whose protocol fields are sound; its properties are still raw.
@@ -94,14 +112,6 @@ const STRING_FIELDS: [&str; 8] = [
 /// The first protocol field of the wrong JSON type or value, said the way a template author reads
 /// it. serde's own message ("invalid type: integer `12`, expected a string") names no field.
 fn misshapen(event: &Value) -> Option<String> {
-    let type_name = |v: &Value| match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    };
     for name in STRING_FIELDS {
         match event.get(name) {
             Some(v) if !v.is_string() => {
@@ -177,21 +187,12 @@ fn unreadable(text: &str, error: &serde_json::Error) -> Result<Request, InvalidR
             None => format!("{name} cannot be read: {error}"),
         })
     });
-    let reply_to = match envelope {
-        Envelope {
-            response_url: Some(response_url),
-            stack_id: Some(stack_id),
-            request_id: Some(request_id),
-            logical_resource_id: Some(logical_id),
-            ..
-        } => Some(Box::new(ReplyTo {
-            response_url,
-            stack_id,
-            request_id,
-            logical_id,
-        })),
-        _ => None,
-    };
+    let reply_to = ReplyTo::salvaged(
+        envelope.response_url,
+        envelope.stack_id,
+        envelope.request_id,
+        envelope.logical_resource_id,
+    );
     if let (Some("Delete"), Some(reply_to), Some(physical_id)) = (
         envelope.request_type.as_deref(),
         &reply_to,
@@ -236,25 +237,14 @@ const MEMBER_DEPTH: usize = 2;
 pub fn parse(event: Value) -> Result<Request, InvalidRequest> {
     let salvage = |reason: String, event: &Value| {
         let field = |name: &str| event.get(name).and_then(Value::as_str).map(str::to_owned);
-        let reply_to = match (
-            field("ResponseURL"),
-            field("StackId"),
-            field("RequestId"),
-            field("LogicalResourceId"),
-        ) {
-            (Some(response_url), Some(stack_id), Some(request_id), Some(logical_id)) => {
-                Some(Box::new(ReplyTo {
-                    response_url,
-                    stack_id,
-                    request_id,
-                    logical_id,
-                }))
-            }
-            _ => None,
-        };
         InvalidRequest {
             reason,
-            reply_to,
+            reply_to: ReplyTo::salvaged(
+                field("ResponseURL"),
+                field("StackId"),
+                field("RequestId"),
+                field("LogicalResourceId"),
+            ),
             physical_id: field("PhysicalResourceId"),
         }
     };

@@ -446,7 +446,8 @@ pub fn truncate(text: &str, max: usize) -> String {
     }
 }
 
-fn type_name(value: &Value) -> &'static str {
+/// A JSON value's type, as a Reason names it ("must be a string, not a number").
+pub(crate) fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -11,12 +11,12 @@
 #![no_main]
 
 use eb_instance_profile::config::Rules;
-use eb_instance_profile::names::{self, ProfileName, RoleName};
-use eb_instance_profile::plan::{self, Target};
+use eb_instance_profile::names::{self, RoleName};
+use eb_instance_profile::plan::{self, Desired, Owner, Target};
 use eb_instance_profile::protocol::{
     self, InvalidRequest, Kind, MAX_BODY_BYTES, Outcome, ReplyTo, Request, Status,
 };
-use eb_instance_profile::spec::{Partition, Spec};
+use eb_instance_profile::spec::Spec;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -87,7 +87,21 @@ fn answer(parsed: Result<Request, InvalidRequest>) {
             if let Kind::Create = request.kind {
                 assert_eq!(physical_id, target.profile.as_str());
             }
-            success(&spec, &partition, &target.profile, &target.role)
+            // ARNs as IAM forms them.
+            let arn = |kind: &str, name: &str| {
+                let (partition, path) = (partition.as_str(), spec.path.as_str());
+                format!("arn:{partition}:iam::123456789012:{kind}{path}{name}")
+            };
+            let desired = Desired {
+                target: &target,
+                spec: &spec,
+                owner: &Owner::of(&request),
+            };
+            desired.answer(
+                &arn("role", target.role.as_str()),
+                &arn("instance-profile", target.profile.as_str()),
+                "created",
+            )
         }
     };
     check_render(&request.reply_to, &outcome);
@@ -112,33 +126,6 @@ fn checked_name(physical_id: &str, request: &Request) {
             request.request_id(),
         );
         assert_eq!(physical_id, name);
-    }
-}
-
-/// The SUCCESS `lifecycle::success` answers, with ARNs as IAM would form them.
-fn success(spec: &Spec, partition: &Partition, profile: &ProfileName, role: &RoleName) -> Outcome {
-    let arn = |kind: &str, name: &str| {
-        format!(
-            "arn:{}:iam::123456789012:{kind}{}{name}",
-            partition.as_str(),
-            spec.path.as_str()
-        )
-    };
-    let profile_arn = arn("instance-profile", profile.as_str());
-    let policies: Vec<&str> = spec.policies.iter().map(String::as_str).collect();
-    Outcome {
-        data: BTreeMap::from([
-            ("Arn".to_owned(), profile_arn.clone()),
-            ("InstanceProfileName".to_owned(), profile.to_string()),
-            ("InstanceProfileArn".to_owned(), profile_arn),
-            ("RoleName".to_owned(), role.to_string()),
-            ("RoleArn".to_owned(), arn("role", role.as_str())),
-            ("ManagedPolicyArns".to_owned(), policies.join(",")),
-        ]),
-        ..Outcome::success(
-            profile.to_string(),
-            format!("created instance profile {profile} with role {role}"),
-        )
     }
 }
 
