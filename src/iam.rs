@@ -320,7 +320,7 @@ impl Iam {
                 absent_ok(send!($action, $request)).map(drop)
             };
         }
-        match step {
+        let result = match step {
             Step::AttachPolicy(arn) => send!(
                 "AttachRolePolicy",
                 c.attach_role_policy().role_name(role).policy_arn(arn)
@@ -418,6 +418,55 @@ impl Iam {
                 c.delete_instance_profile().instance_profile_name(profile)
             ),
             Step::DeleteRole => remove!("DeleteRole", c.delete_role().role_name(role)),
+        };
+        match result {
+            Err(e) if e.is("AccessDenied") && removes_from(step).is_some() => {
+                self.denied_removal(target, step, e).await
+            }
+            other => other,
         }
+    }
+
+    /// A removal that IAM denied. IAM may authorize a call before it looks the entity up, and the
+    /// execution role allows removals only on entities carrying the ownership tags, which go with
+    /// the entity: a removal repeated on an entity that is gone (the SDK's retry after a lost
+    /// answer, a second delivery) can meet AccessDenied instead of NoSuchEntity. It is done when a
+    /// read shows the entity gone, and fails with the denial otherwise.
+    async fn denied_removal(
+        &self,
+        target: &Target,
+        step: &Step,
+        denied: IamError,
+    ) -> Result<(), IamError> {
+        let gone = match removes_from(step) {
+            Some(Subject::Role) => self.role(&target.role).await?.is_none(),
+            Some(Subject::Profile) => self.profile(&target.profile).await?.is_none(),
+            None => false,
+        };
+        if gone {
+            tracing::info!(?step, "denied removal of an entity that is gone: done");
+            Ok(())
+        } else {
+            Err(denied)
+        }
+    }
+}
+
+/// The entity a removal acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subject {
+    Role,
+    Profile,
+}
+
+/// The entity `step` removes something from, or `None` when the step adds.
+fn removes_from(step: &Step) -> Option<Subject> {
+    match step {
+        Step::DetachPolicy(_)
+        | Step::DeleteInlinePolicy(_)
+        | Step::DeletePermissionsBoundary
+        | Step::DeleteRole => Some(Subject::Role),
+        Step::RemoveRoleFromProfile(_) | Step::DeleteProfile => Some(Subject::Profile),
+        _ => None,
     }
 }

@@ -61,6 +61,18 @@ pub enum Error {
     )]
     TrustPolicy(String),
     #[error(
+        "PermissionsBoundary: role {role} was adopted with {}, and the boundary of an adopted role \
+         is never changed (another boundary on a role is as good as none), so it cannot get {want} \
+         (from PermissionsBoundary or the function's PERMISSIONS_BOUNDARY_ARN); give the role that \
+         boundary yourself, or let the function make a new role instead of adopting",
+        have.as_ref().map_or("no permissions boundary".to_owned(), |b| format!("permissions boundary {b}"))
+    )]
+    AdoptedBoundary {
+        role: String,
+        have: Option<String>,
+        want: String,
+    },
+    #[error(
         "instance profile {profile} holds role {held}, not {wanted}; an instance profile holds one \
          role, and an adopted one is not emptied"
     )]
@@ -518,26 +530,21 @@ async fn build(
         };
         return Err((error, made));
     }
+    if role.adopted()
+        && let Some(want) = &desired.spec.permissions_boundary
+        && role.permissions_boundary.as_ref() != Some(want)
+    {
+        let error = Error::AdoptedBoundary {
+            role: desired.target.role.to_string(),
+            have: role.permissions_boundary.clone(),
+            want: want.clone(),
+        };
+        return Err((error, made));
+    }
     let plan = plan::converge(desired, &role, &profile, old);
+    // An adopted role is only ever added to, and the execution role lets the function take nothing
+    // away from it: what a failed plan attached stays, as after any adoption.
     if let Err(error) = iam.run(desired.target, &plan).await {
-        if role.adopted() {
-            // Give an adopted role back as it was: the plan attached only what it lacked.
-            let undo = plan::Plan {
-                rounds: vec![
-                    plan.steps()
-                        .filter_map(|s| match s {
-                            plan::Step::AttachPolicy(arn) => {
-                                Some(plan::Step::DetachPolicy(arn.clone()))
-                            }
-                            _ => None,
-                        })
-                        .collect(),
-                ],
-            };
-            if let Err(e) = iam.run(desired.target, &undo).await {
-                tracing::error!(error = %e, "could not detach what was attached to an adopted role");
-            }
-        }
         return Err((error.into(), made));
     }
     Ok(Built {

@@ -116,6 +116,39 @@ impl Default for IamPath {
     }
 }
 
+/// The path every role and instance profile this function creates lives under, the template's
+/// `Path` nested inside it. IAM paths never change after creation, so no tag can forge it: the
+/// execution role lets the function create, tag on creation and delete only under this prefix,
+/// which keeps entities it did not make out of reach even if their tags were changed.
+pub const OWN_PATH_PREFIX: &str = "/eb-instance-profile/";
+
+impl IamPath {
+    /// The path IAM gets for a template's `Path`: `/` becomes `/eb-instance-profile/`, `/a/b/`
+    /// becomes `/eb-instance-profile/a/b/`.
+    pub fn nested(template: &str) -> Result<Self, String> {
+        let given = Self::parse(template)?;
+        let max = Self::MAX - (OWN_PATH_PREFIX.len() - 1);
+        if given.0.len() > max {
+            return Err(format!(
+                "must be at most {max} characters (IAM allows {} and the function nests every path \
+                 under {OWN_PATH_PREFIX}), got {}",
+                Self::MAX,
+                given.0.chars().count()
+            ));
+        }
+        Self::parse(&format!(
+            "{}{}",
+            OWN_PATH_PREFIX.trim_end_matches('/'),
+            given.0
+        ))
+    }
+
+    /// The path under [`OWN_PATH_PREFIX`] that a template's default `Path` gives.
+    pub fn own_default() -> Self {
+        Self(OWN_PATH_PREFIX.into())
+    }
+}
+
 /// The stack name inside a stack ARN `arn:aws:cloudformation:region:account:stack/NAME/uuid`.
 pub fn stack_name(stack_id: &str) -> Option<&str> {
     let resource = stack_id.splitn(6, ':').nth(5)?;
@@ -198,6 +231,21 @@ mod tests {
         }
         assert!(IamPath::parse(&format!("/{}/", "a".repeat(510))).is_ok());
         assert!(IamPath::parse(&format!("/{}/", "a".repeat(511))).is_err());
+    }
+
+    #[test]
+    fn template_paths_nest_under_the_functions_prefix() {
+        assert_eq!(IamPath::nested("/").unwrap().as_str(), OWN_PATH_PREFIX);
+        assert_eq!(IamPath::own_default().as_str(), OWN_PATH_PREFIX);
+        assert_eq!(
+            IamPath::nested("/eb/web/").unwrap().as_str(),
+            "/eb-instance-profile/eb/web/"
+        );
+        let longest = format!("/{}/", "a".repeat(512 - OWN_PATH_PREFIX.len() - 1));
+        assert_eq!(IamPath::nested(&longest).unwrap().as_str().len(), 512);
+        let over = format!("/{}/", "a".repeat(512 - OWN_PATH_PREFIX.len()));
+        assert!(IamPath::nested(&over).is_err());
+        assert!(IamPath::nested("eb").is_err());
     }
 
     #[test]

@@ -389,7 +389,9 @@ pub fn converge(
             max_session_duration: spec.max_session_duration,
         });
     }
+    // An adopted role's boundary is never changed (the lifecycle refuses a different one first).
     match (&spec.permissions_boundary, &role.permissions_boundary) {
+        _ if role.adopted() => {}
         (Some(want), have) if have.as_ref() != Some(want) => {
             grant.push(Step::PutPermissionsBoundary(want.clone()))
         }

@@ -159,6 +159,7 @@ pub struct Spec {
     pub instance_profile_name: Option<ProfileName>,
     /// Explicit name; `None` means the profile's name when it fits a role, else a generated one.
     pub role_name: Option<RoleName>,
+    /// Where IAM puts the entities: the template's `Path` under [`crate::names::OWN_PATH_PREFIX`].
     pub path: IamPath,
     /// Full ARNs of every managed policy to attach: the tiers' and ManagedPolicyArns, sorted.
     pub policies: BTreeSet<String>,
@@ -230,8 +231,8 @@ impl Spec {
             .map(|v| parse_name("RoleName", v, RoleName::parse))
             .transpose()?;
         let path = match get("Path") {
-            Some(v) => IamPath::parse(&string("Path", v)?).map_err(|r| invalid("Path", r))?,
-            None => IamPath::default(),
+            Some(v) => IamPath::nested(&string("Path", v)?).map_err(|r| invalid("Path", r))?,
+            None => IamPath::own_default(),
         };
 
         let tiers = match get("Tiers") {
@@ -908,7 +909,7 @@ mod tests {
             parse(json!({"ServiceToken": "arn:aws:lambda:x", "ServiceTimeout": "300"})).unwrap();
         assert_eq!(spec.instance_profile_name, None);
         assert_eq!(spec.role_name, None);
-        assert_eq!(spec.path.as_str(), "/");
+        assert_eq!(spec.path.as_str(), "/eb-instance-profile/");
         assert_eq!(
             spec.policies.iter().cloned().collect::<Vec<_>>(),
             vec![

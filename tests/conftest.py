@@ -1,6 +1,12 @@
 """Fixtures for the integration tests: a local moto server, the Lambda Runtime API
 emulator, the real function binary, and `cfn` to send CloudFormation requests.
 
+Every function process talks to IAM through an authorizing proxy (local/authz.py) that evaluates
+each request against the execution role of template.yaml, deployed with the parameters the test's
+environment implies (ALLOWED_POLICY_ARNS, PERMISSIONS_BOUNDARY_ARN, INLINE_POLICIES) and the
+`deployment` fixture's (AllowAdoption, RepairableRoleArns; a module overrides that fixture).
+IAM_AUTHZ=tag-on-create (default), create-only or off chooses how.
+
     def test_create(cfn, moto):
         result, response = cfn.send("Create", {"InstanceProfileName": "p", "Tiers": ["WebTier"]})
         assert response["Status"] == "SUCCESS"
@@ -15,8 +21,10 @@ import sys
 
 import pytest
 
+from local import authz
 from local.events import make_event
 from local.moto import MotoServer
+from local.proxy import RecordingProxy
 from local.runtime_api import FunctionProcess, InvocationResult, RuntimeApi
 
 ALLOWED_POLICY_ARNS = ",".join([
@@ -53,6 +61,23 @@ def s3(clean_moto):
 
 
 @pytest.fixture(scope="session")
+def evaluator():
+    """The IAM policy evaluator of the session (one Node process), None with IAM_AUTHZ=off."""
+    if authz.mode() == "off":
+        yield None
+        return
+    with authz.Evaluator() as running:
+        yield running
+
+
+@pytest.fixture
+def deployment() -> dict[str, str]:
+    """Template parameters of the function's stack that its environment does not show
+    (AllowAdoption, RepairableRoleArns): none by default; a test module overrides this fixture."""
+    return {}
+
+
+@pytest.fixture(scope="session")
 def runtime():
     """The Lambda Runtime API emulator of the session."""
     with RuntimeApi() as api:
@@ -71,12 +96,18 @@ class FunctionStarter:
     (ALLOWED_POLICY_ARNS included; None removes a variable); kwargs go to
     FunctionProcess (binary=, log_path=)."""
 
-    def __init__(self, runtime: RuntimeApi, moto: MotoServer):
+    def __init__(self, runtime: RuntimeApi, moto: MotoServer, evaluator: authz.Evaluator | None,
+                 deployment: dict[str, str]):
         self.runtime = runtime
         self.moto = moto
+        self.evaluator = evaluator
+        self.deployment = deployment
         self.started: list[FunctionProcess] = []
+        self.authorizers: list[authz.Authorizer] = []
+        self._proxies: list[RecordingProxy] = []
 
-    def __call__(self, extra_env: dict | None = None, **kwargs) -> FunctionProcess:
+    def __call__(self, extra_env: dict | None = None, *, deployment: dict[str, str] | None = None,
+                 **kwargs) -> FunctionProcess:
         env = {"ALLOWED_POLICY_ARNS": ALLOWED_POLICY_ARNS,
                # Propagation reads as in production, but 20 ms apart instead of a second: moto is
                # consistent at once, and the suite creates many profiles.
@@ -85,6 +116,8 @@ class FunctionStarter:
                # hundreds of IAM faults, and the delay between attempts is not what they test.
                "IAM_RETRY_BACKOFF_MS": "50",
                **(extra_env or {})}
+        if self.evaluator is not None:
+            env["AWS_ENDPOINT_URL_IAM"] = self._authorizing_proxy(env, deployment)
         process = FunctionProcess(self.runtime, self.moto.url, env, **kwargs)
         self.started.append(process)
         return process.start()
@@ -92,17 +125,49 @@ class FunctionStarter:
     def running(self) -> list[FunctionProcess]:
         return [p for p in self.started if p.returncode is None]
 
+    def _authorizing_proxy(self, env: dict, deployment: dict[str, str] | None) -> str:
+        """A proxy that authorizes the function's IAM requests and forwards the allowed ones to
+        where they were going (moto, or a test's own proxy). Returns its URL."""
+        parameters = authz.parameters_for(env, **{**self.deployment, **(deployment or {})})
+        roles: dict[str, authz.ExecutionRole] = {}
+
+        def role_in(partition: str) -> authz.ExecutionRole:
+            if partition not in roles:
+                roles[partition] = authz.ExecutionRole.from_template(parameters, partition=partition)
+            return roles[partition]
+
+        authorizer = authz.Authorizer(self.evaluator, role_in, self.moto.url,
+                                      tag_on_create=authz.mode() == "tag-on-create")
+        upstream = env.get("AWS_ENDPOINT_URL_IAM") or self.moto.url
+        proxy = RecordingProxy(upstream, hooks=[authorizer]).start()
+        self.authorizers.append(authorizer)
+        self._proxies.append(proxy)
+        return proxy.url
+
+    def stop(self) -> None:
+        for process in self.started:
+            process.stop()
+            _dump_logs(process)
+        for proxy in self._proxies:
+            proxy.stop()
+
+    @property
+    def denials(self) -> list[authz.Decision]:
+        """Every request the local IAM denied to the test's functions."""
+        return [d for a in self.authorizers for d in a.denials]
+
 
 @pytest.fixture
-def start_function(runtime, clean_moto):
+def start_function(runtime, clean_moto, evaluator, deployment):
     """Factory for function processes (see FunctionStarter); all are stopped at
     teardown, and their logs shown if the test fails."""
     runtime.clear_records()
-    starter = FunctionStarter(runtime, clean_moto)
+    starter = FunctionStarter(runtime, clean_moto, evaluator, deployment)
     yield starter
-    for process in starter.started:
-        process.stop()
-        _dump_logs(process)
+    starter.stop()
+    for denial in starter.denials:
+        print(f"local IAM denied {denial.action} on {denial.resource} (context {dict(denial.context)})",
+              file=sys.stderr)
 
 
 @pytest.fixture

@@ -25,35 +25,10 @@ import collections
 import hashlib
 import threading
 import urllib.parse
-import uuid
 from typing import Callable, Container, Sequence
-from xml.sax.saxutils import escape
 
+from local.iam_error import IamError
 from local.proxy import Exchange, Reply, Request
-
-
-class IamError(Reply):
-    """Answers with an IAM (query protocol) error document instead of forwarding."""
-
-    def __init__(self, status: int, code: str, message: str, error_type: str = "Sender"):
-        self.status = status
-        self.code = code
-        self.message = message
-        self.error_type = error_type
-
-    def body(self) -> bytes:
-        return (
-            '<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/">'
-            f"<Error><Type>{self.error_type}</Type><Code>{self.code}</Code>"
-            f"<Message>{escape(self.message)}</Message></Error>"
-            f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
-        ).encode()
-
-    def apply(self, exchange: Exchange) -> str:
-        body = self.body()
-        exchange.send(self.status, [("Content-Type", "text/xml"),
-                                    ("x-amzn-RequestId", str(uuid.uuid4()))], body)
-        return f"injected {self.code}"
 
 
 def throttling() -> IamError:

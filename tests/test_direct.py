@@ -59,9 +59,9 @@ def test_verify_reports_a_profile_made_by_a_create_healthy_and_changes_nothing(c
     assert report == {
         "Action": "Verify",
         "InstanceProfileName": name,
-        "InstanceProfileArn": f"arn:aws:iam::123456789012:instance-profile/{name}",
+        "InstanceProfileArn": f"arn:aws:iam::123456789012:instance-profile/eb-instance-profile/{name}",
         "RoleName": name,
-        "RoleArn": f"arn:aws:iam::123456789012:role/{name}",
+        "RoleArn": f"arn:aws:iam::123456789012:role/eb-instance-profile/{name}",
         "TrustPolicyAllowsEc2": True,
         "ExpectedPolicies": sorted([WEB, WORKER, DOCKER]),
         "AttachedPolicies": sorted([WEB, WORKER, DOCKER]),
@@ -92,8 +92,10 @@ def test_verify_of_an_out_of_date_default_profile_needs_repair_and_changes_nothi
     assert moto.iam_snapshot() == before
 
 
-def test_repair_attaches_only_the_missing_policies(function, runtime, moto, iam):
-    """Repair attaches Worker and Docker, reports them as Repaired and Healthy, and keeps the extra policy."""
+def test_repair_attaches_only_the_missing_policies(start_function, runtime, moto, iam):
+    """Repair attaches Worker and Docker, reports them as Repaired and Healthy, and keeps the extra policy.
+    The role is not the function's: the stack lists it in RepairableRoleArns."""
+    start_function(deployment={"RepairableRoleArns": ROLE_ARN})
     out_of_date_default(iam)
     before = moto.iam_snapshot()
 
@@ -172,6 +174,20 @@ def test_a_role_ec2_cannot_assume_is_broken_and_repair_changes_nothing(function,
     repaired = repair(runtime)
     assert repaired["Verdict"] == "Broken"
     assert repaired["Repaired"] == []
+    assert moto.iam_snapshot() == before
+
+
+def test_repair_of_a_role_outside_repairable_role_arns_is_denied_and_changes_nothing(
+        function, runtime, moto, iam):
+    """The execution role attaches to a role the function did not make only when RepairableRoleArns
+    lists it: without that, IAM's AccessDenied names the action and nothing changes."""
+    out_of_date_default(iam)
+    before = moto.iam_snapshot()
+
+    error = invoke_error(runtime, {"Action": "Repair", "InstanceProfileName": DEFAULT})
+
+    assert "iam:AttachRolePolicy" in error["errorMessage"], error
+    assert "AccessDenied" in error["errorMessage"], error
     assert moto.iam_snapshot() == before
 
 

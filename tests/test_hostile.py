@@ -60,10 +60,10 @@ class Bench:
     """The function process the corpus runs through, and the services around it. The boto3
     clients are made once: making one costs more than most entries."""
 
-    def __init__(self, runtime: RuntimeApi, moto: MotoServer):
+    def __init__(self, runtime: RuntimeApi, moto: MotoServer, evaluator):
         self.runtime = runtime
         self.moto = moto
-        self._starter = FunctionStarter(runtime, moto)
+        self._starter = FunctionStarter(runtime, moto, evaluator, {})
         self.process: FunctionProcess | None = None
         # Set once the current entry has shown that the process still serves.
         self.proven = False
@@ -98,6 +98,10 @@ class Bench:
             self.process.stop()
             self.process = None
 
+    def close(self) -> None:
+        self.stop()
+        self._starter.stop()
+
     def response_url(self, name: str) -> tuple[str, str]:
         """A fresh presigned ResponseURL and its S3 key (S3 objects outlive moto.clean())."""
         key = f"hostile-{name[:80]}-{uuid.uuid4().hex[:12]}"
@@ -124,11 +128,11 @@ class Bench:
 
 
 @pytest.fixture(scope="module")
-def bench(runtime, moto):
+def bench(runtime, moto, evaluator):
     moto.clean()
-    shared = Bench(runtime, moto)
+    shared = Bench(runtime, moto, evaluator)
     yield shared
-    shared.stop()
+    shared.close()
 
 
 @pytest.fixture

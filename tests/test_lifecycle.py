@@ -90,13 +90,13 @@ def test_create_makes_role_profile_and_policies_and_reports_them(cfn, moto):
     assert state["instance_profiles"][name]["tags"]["eb-instance-profile:role-name"] == name
 
     data = response["Data"]
-    profile_arn = f"arn:aws:iam::123456789012:instance-profile/{name}"
+    profile_arn = f"arn:aws:iam::123456789012:instance-profile/eb-instance-profile/{name}"
     assert data == {
         "Arn": profile_arn,
         "InstanceProfileName": name,
         "InstanceProfileArn": profile_arn,
         "RoleName": name,
-        "RoleArn": f"arn:aws:iam::123456789012:role/{name}",
+        "RoleArn": f"arn:aws:iam::123456789012:role/eb-instance-profile/{name}",
         "ManagedPolicyArns": ",".join(sorted([WEB, WORKER, S3_READ])),
     }
 
@@ -121,10 +121,10 @@ def test_create_applies_every_property(cfn, moto, iam):
     })
     assert response["PhysicalResourceId"] == "web-profile"
     assert response["Data"]["RoleName"] == "web-role"
-    assert response["Data"]["RoleArn"] == "arn:aws:iam::123456789012:role/eb/web/web-role"
+    assert response["Data"]["RoleArn"] == "arn:aws:iam::123456789012:role/eb-instance-profile/eb/web/web-role"
     state = moto.iam_snapshot()
     role = state["roles"]["web-role"]
-    assert role["path"] == "/eb/web/"
+    assert role["path"] == "/eb-instance-profile/eb/web/"
     assert role["managed_policies"] == [WEB]
     assert set(role["inline_policies"]) == {"read-bucket", "as-text"}
     assert role["permissions_boundary"] == boundary
@@ -132,7 +132,7 @@ def test_create_applies_every_property(cfn, moto, iam):
     assert role["max_session_duration"] == 7200
     assert role["tags"]["team"] == "web"
     profile = state["instance_profiles"]["web-profile"]
-    assert profile["path"] == "/eb/web/"
+    assert profile["path"] == "/eb-instance-profile/eb/web/"
     assert profile["roles"] == ["web-role"]
     assert profile["tags"]["team"] == "web"
 
@@ -161,7 +161,7 @@ def test_a_repeated_create_converges_on_the_same_entities(cfn, moto):
 def test_a_repeated_create_completes_what_the_first_left_half_done(cfn, moto, iam):
     """The first delivery died after making the role: the second finishes the job."""
     request_id = str(uuid.uuid4())
-    iam.create_role(RoleName="half-done", AssumeRolePolicyDocument="{}",
+    iam.create_role(RoleName="half-done", AssumeRolePolicyDocument="{}", Path="/eb-instance-profile/",
                     Tags=[{"Key": k, "Value": v} for k, v in OWNER_TAGS.items()])
     response = create(cfn, {"InstanceProfileName": "half-done", "Tiers": ["WebTier"]},
                       request_id=request_id)
@@ -342,7 +342,7 @@ def test_a_path_change_with_generated_names_gets_new_names(cfn, moto):
     succeeded(response, result)
     new_name = response["PhysicalResourceId"]
     assert new_name != name
-    assert moto.iam_snapshot()["instance_profiles"][new_name]["path"] == "/eb/"
+    assert moto.iam_snapshot()["instance_profiles"][new_name]["path"] == "/eb-instance-profile/eb/"
 
 
 @pytest.mark.parametrize("old, new, property_", [

@@ -34,7 +34,8 @@ class Stack:
         return iam_snapshot(self.moto, self.region)
 
     def arn(self, kind, name):
-        return f"arn:{self.partition}:iam::123456789012:{kind}/{name}"
+        """The ARN of an entity the function made (under its path /eb-instance-profile/)."""
+        return f"arn:{self.partition}:iam::123456789012:{kind}/eb-instance-profile/{name}"
 
 
 @pytest.fixture(params=PARTITIONS)

@@ -52,9 +52,10 @@ CHANGING_EXISTING = {
     "UpdateAssumeRolePolicy",
 }
 # Removals: only on entities the function made, never on adopted ones (it only adds to those).
+# Setting a boundary counts: another boundary on a role that has one is as good as none.
 DESTROYING = {
     "DeleteRole", "DeleteInstanceProfile", "DetachRolePolicy", "DeleteRolePolicy", "UpdateRole",
-    "DeleteRolePermissionsBoundary",
+    "DeleteRolePermissionsBoundary", "PutRolePermissionsBoundary",
 }
 ATTACH = {"AttachRolePolicy", "DetachRolePolicy"}
 # The only actions outside IAM: writing the function's own log group.
@@ -66,6 +67,9 @@ REPAIRABLE_ROLES = {"Fn::Split": [",", {"Ref": "RepairableRoleArns"}]}
 NO_VALUE = {"Ref": "AWS::NoValue"}
 ACCOUNT_ARN = "arn:${AWS::Partition}:iam::${AWS::AccountId}:"
 STACK_ARN_PATTERN = "arn:${AWS::Partition}:cloudformation:*:${AWS::AccountId}:stack/*"
+# The path every entity the function creates lives under (src/names.rs OWN_PATH_PREFIX).
+OWN_PATH = "/eb-instance-profile/"
+OWN_SCOPES = (ACCOUNT_ARN + "role" + OWN_PATH + "*", ACCOUNT_ARN + "instance-profile" + OWN_PATH + "*")
 
 # Every combination of the template's options that changes the role.
 SETTINGS = [
@@ -200,6 +204,19 @@ def is_adoption(statement: dict) -> bool:
             and condition(statement, f"aws:RequestTag/{ADOPTED_TAG}") == ("StringEquals", "true"))
 
 
+def is_tag_on_create(statement: dict) -> bool:
+    """The statement that authorizes the tags of a create (IAM checks iam:TagRole too): only the
+    ownership tags without the adopted mark, only on entities without them, only under the
+    function's own path."""
+    return (all(a in ("iam:TagRole", "iam:TagInstanceProfile") for a in as_list(statement["Action"]))
+            and requires_absent(statement, f"aws:ResourceTag/{OWNERSHIP_TAG}")
+            and requires_tag(statement, "aws:RequestTag", OWNERSHIP_TAG) == {"Fn::Sub": STACK_ARN_PATTERN}
+            and condition(statement, "aws:RequestTag/eb-instance-profile:logical-id") == ("Null", "false")
+            and requires_absent(statement, f"aws:RequestTag/{ADOPTED_TAG}")
+            and all(isinstance(r, dict) and r.get("Fn::Sub") in OWN_SCOPES
+                    for r in as_list(statement.get("Resource", []))))
+
+
 def is_repair(statement: dict) -> bool:
     """The RepairableRoleArns statement: AttachRolePolicy, of the allowed policies only, on the roles
     the operator listed."""
@@ -231,7 +248,7 @@ def scope_problems(template: dict) -> list[str]:
     """Every IAM statement names roles or instance profiles of this account, in its partition; the
     Repair statement, the roles of the RepairableRoleArns parameter."""
     problems = []
-    scopes = (ACCOUNT_ARN + "role/*", ACCOUNT_ARN + "instance-profile/*")
+    scopes = (ACCOUNT_ARN + "role/*", ACCOUNT_ARN + "instance-profile/*", *OWN_SCOPES)
     for s in statements(template):
         if not any(expand(a) for a in as_list(s.get("Action", []))) or is_repair(s):
             continue
@@ -296,10 +313,28 @@ def ownership_problems(template: dict, conditions: dict[str, bool] = DEFAULTS) -
                 continue
             if conditions["HasRepairableRoles"] and is_repair(s):
                 continue
+            if is_tag_on_create(s):
+                continue
             if requires_tag(s, "ResourceTag", OWNERSHIP_TAG) != owned:
                 problems.append(f"{sid}: iam:{action} without a ResourceTag condition on {OWNERSHIP_TAG}")
             elif action in DESTROYING and not requires_absent(s, f"aws:ResourceTag/{ADOPTED_TAG}"):
                 problems.append(f"{sid}: iam:{action} allowed on adopted entities")
+    return problems
+
+
+def path_problems(template: dict) -> list[str]:
+    """Creating, tagging on creation, removing and deleting name only ARNs under the function's own
+    path: IAM paths never change, so no tag given to an entity the function did not make brings it
+    within their reach."""
+    problems = []
+    for s in statements(template):
+        sid = s.get("Sid", "?")
+        reaching = [a for a in CREATING | DESTROYING if grants(s, a)]
+        if is_tag_on_create(s) or not reaching:
+            continue
+        for r in as_list(s.get("Resource", [])):
+            if not (isinstance(r, dict) and r.get("Fn::Sub") in OWN_SCOPES):
+                problems.append(f"{sid}: iam:{sorted(reaching)[0]} on {r!r}, outside {OWN_PATH}")
     return problems
 
 
@@ -384,6 +419,11 @@ def test_policy_arn_condition_is_the_allowed_policy_arns_parameter(conditions):
 @EVERY_SETTING
 def test_creation_and_changes_require_the_ownership_tag(conditions):
     assert ownership_problems(resolved(conditions), conditions) == []
+
+
+@EVERY_SETTING
+def test_creation_and_removals_only_under_the_functions_path(conditions):
+    assert path_problems(resolved(conditions)) == []
 
 
 @EVERY_SETTING
@@ -562,6 +602,17 @@ BROKEN = [
     ("adopt without marking adopted", drop_condition("AdoptUnownedEntities", "StringEquals"), ownership_problems),
     ("adopt owned entities", drop_condition("AdoptUnownedEntities", "Null"), ownership_problems),
     ("repair with more actions", add_action("RepairListedRoles", "iam:DetachRolePolicy"), ownership_problems),
+    ("tag-on-create marks adopted", drop_condition("TagWhatItCreates", "Null"), ownership_problems),
+    ("tag-on-create anywhere", set_in("TagWhatItCreates", "Resource", {"Fn::Sub": ACCOUNT_ARN + "role/*"}),
+     ownership_problems),
+    ("boundary of adopted roles", drop_condition("SetBoundaryOfCreatedRoles", "Null"), ownership_problems),
+    ("delete outside the path", set_in("ChangeCreatedRoles", "Resource", {"Fn::Sub": ACCOUNT_ARN + "role/*"}),
+     path_problems),
+    ("create outside the path", set_in("CreateOwnedRoles", "Resource", {"Fn::Sub": ACCOUNT_ARN + "role/*"}),
+     path_problems),
+    ("profile deletion outside the path",
+     set_in("DeleteCreatedInstanceProfiles", "Resource", {"Fn::Sub": ACCOUNT_ARN + "instance-profile/*"}),
+     path_problems),
     ("ownership tag settable", drop_statement("DenyRetaggingOwnedEntities"), protected_tag_problems),
     ("ownership tag removable", drop_statement("DenyUntaggingCreatedEntities"), protected_tag_problems),
     ("deny narrowed", add_condition("DenyRetaggingOwnedEntities", "StringEquals", "aws:PrincipalTag/x", "y"),
@@ -623,5 +674,5 @@ def test_boundary_checks_catch_a_broken_template():
 
     assert problems(boundary_removal_allowed)
     assert problems(else_branch("CreateOwnedRoles"))
-    assert problems(else_branch("SetBoundaryOfOwnedRoles"))
+    assert problems(else_branch("SetBoundaryOfCreatedRoles"))
     assert problems(set_env("PERMISSIONS_BOUNDARY_ARN", copy.deepcopy(NO_VALUE)))
