@@ -8,6 +8,7 @@ Replies (what a faulty IAM or network answers instead of moto):
     Hang(release)                     no answer until `release` is set (or for ever), then a reset
     ForwardThenKill(kill)             the request reaches moto, then the caller is killed before
                                       it reads the answer
+    LoseAnswer()                      the request takes effect, its answer is lost (reset)
 
 Hooks (decide which request gets which Reply):
     HideProfile("p", hidden={1, 2})   reads 1 and 2 of profile p answer NoSuchEntity
@@ -17,6 +18,7 @@ Hooks (decide which request gets which Reply):
                                       hash of (seed, request, repetition): the same run gets the
                                       same faults whatever the thread timing
     MutatingCalls()                   records the mutating IAM actions, in arrival order
+    LoseAnswers({"DeleteRole"})       the first DeleteRole takes effect and loses its answer
 """
 
 from __future__ import annotations
@@ -71,6 +73,35 @@ class Hang(Reply):
         self.release.wait(self.limit_s)
         exchange.drop(reset=True)
         return "injected hang"
+
+
+class LoseAnswer(Reply):
+    """The request takes effect in moto, then the connection is reset before the answer: what a
+    caller sees when IAM's answer is lost on the way. The SDK sends the same request again."""
+
+    def apply(self, exchange: Exchange) -> str:
+        exchange.forward()
+        exchange.drop(reset=True)
+        return "forwarded, answer lost"
+
+
+class LoseAnswers:
+    """Hook: the first `times` requests of each action in `actions` lose their answers."""
+
+    def __init__(self, actions: Container[str], times: int = 1):
+        self.actions = actions
+        self.times = times
+        self.lost: collections.Counter = collections.Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, request: Request) -> Reply | None:
+        if request.service != "iam" or request.action not in self.actions:
+            return None
+        with self._lock:
+            if self.lost[request.action] >= self.times:
+                return None
+            self.lost[request.action] += 1
+        return LoseAnswer()
 
 
 class ForwardThenKill(Reply):

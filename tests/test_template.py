@@ -306,6 +306,8 @@ def ownership_problems(template: dict, conditions: dict[str, bool] = DEFAULTS) -
         for action in CREATING:
             if grants(s, action) and requires_tag(s, "aws:RequestTag", OWNERSHIP_TAG) != owned:
                 problems.append(f"{sid}: iam:{action} without aws:RequestTag/{OWNERSHIP_TAG}")
+            elif grants(s, action) and not requires_absent(s, f"aws:RequestTag/{ADOPTED_TAG}"):
+                problems.append(f"{sid}: iam:{action} may create an entity marked adopted")
         for action in CHANGING_EXISTING:
             if not grants(s, action):
                 continue
