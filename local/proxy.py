@@ -15,7 +15,10 @@ RuntimeApi running in the same process.
 
 Hook point (for fault injection): `proxy.hooks` is a list of callables `hook(request) -> Reply |
 None`, tried in order after the latency; the first Reply returned decides what the client gets,
-and None from all of them forwards the request upstream. A Reply is anything with
+and None from all of them forwards the request upstream. `proxy.authorize`, a hook of the same
+shape, is tried before them (local/authz.py): IAM decides whether a request may run before
+anything can happen to it, so a denied request never reaches a fault hook, and a fault that loses
+an answer makes the client send the request again through authorization. A Reply is anything with
 `apply(exchange) -> str`: it answers through the Exchange (`forward()`, `send(...)`, the raw
 `socket`, `drop()`) and returns a short name for the record's `outcome`. Forward is defined here;
 the fault Replies (IAM error bodies, resets, hangs) and hooks live in tests/faults.py.
@@ -217,6 +220,7 @@ class RecordingProxy:
         # May be changed while running.
         self.latency = latency
         self.hooks: list[Hook] = list(hooks)
+        self.authorize: Hook | None = None
         self.upstream_timeout_s = upstream_timeout_s
         self._host, self._port = host, port
         self._tls = tls
@@ -336,7 +340,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if delay > 0:
             time.sleep(delay)
         reply: Reply | None = None
-        for hook in list(self.proxy.hooks):
+        gate = self.proxy.authorize
+        for hook in ([gate] if gate else []) + list(self.proxy.hooks):
             reply = hook(request)
             if reply is not None:
                 break

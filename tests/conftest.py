@@ -107,7 +107,7 @@ class FunctionStarter:
         self._proxies: list[RecordingProxy] = []
 
     def __call__(self, extra_env: dict | None = None, *, deployment: dict[str, str] | None = None,
-                 **kwargs) -> FunctionProcess:
+                 iam_proxy: RecordingProxy | None = None, **kwargs) -> FunctionProcess:
         env = {"ALLOWED_POLICY_ARNS": ALLOWED_POLICY_ARNS,
                # Propagation reads as in production, but 20 ms apart instead of a second: moto is
                # consistent at once, and the suite creates many profiles.
@@ -116,8 +116,10 @@ class FunctionStarter:
                # hundreds of IAM faults, and the delay between attempts is not what they test.
                "IAM_RETRY_BACKOFF_MS": "50",
                **(extra_env or {})}
+        if iam_proxy is not None:
+            env["AWS_ENDPOINT_URL_IAM"] = iam_proxy.url
         if self.evaluator is not None:
-            env["AWS_ENDPOINT_URL_IAM"] = self._authorizing_proxy(env, deployment)
+            env["AWS_ENDPOINT_URL_IAM"] = self._authorizing_proxy(env, deployment, iam_proxy)
         process = FunctionProcess(self.runtime, self.moto.url, env, **kwargs)
         self.started.append(process)
         return process.start()
@@ -125,9 +127,11 @@ class FunctionStarter:
     def running(self) -> list[FunctionProcess]:
         return [p for p in self.started if p.returncode is None]
 
-    def _authorizing_proxy(self, env: dict, deployment: dict[str, str] | None) -> str:
-        """A proxy that authorizes the function's IAM requests and forwards the allowed ones to
-        where they were going (moto, or a test's own proxy). Returns its URL."""
+    def _authorizing_proxy(self, env: dict, deployment: dict[str, str] | None,
+                           iam_proxy: RecordingProxy | None) -> str:
+        """The proxy that authorizes the function's IAM requests: the test's own `iam_proxy`
+        (authorization goes before its fault hooks), else a new one in front of where the requests
+        were going. Returns its URL."""
         parameters = authz.parameters_for(env, **{**self.deployment, **(deployment or {})})
         roles: dict[str, authz.ExecutionRole] = {}
 
@@ -138,10 +142,14 @@ class FunctionStarter:
 
         authorizer = authz.Authorizer(self.evaluator, role_in, self.moto.url,
                                       tag_on_create=authz.mode() == "tag-on-create")
-        upstream = env.get("AWS_ENDPOINT_URL_IAM") or self.moto.url
-        proxy = RecordingProxy(upstream, hooks=[authorizer]).start()
         self.authorizers.append(authorizer)
-        self._proxies.append(proxy)
+        if iam_proxy is not None:
+            iam_proxy.authorize = authorizer
+            return iam_proxy.url
+        upstream = env.get("AWS_ENDPOINT_URL_IAM") or self.moto.url
+        proxy = RecordingProxy(upstream)
+        proxy.authorize = authorizer
+        self._proxies.append(proxy.start())
         return proxy.url
 
     def stop(self) -> None:

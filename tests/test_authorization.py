@@ -255,7 +255,7 @@ def test_a_delete_whose_answers_were_lost_is_done(cfn, start_function, moto, los
     """Item 2: DeleteInstanceProfile and DeleteRole take effect but lose their answers; the SDK's
     retry finds entities without tags, which the execution role denies (AccessDenied, not
     NoSuchEntity). The function reads, sees them gone, and answers SUCCESS."""
-    start_function({"AWS_ENDPOINT_URL_IAM": lossy_proxy.url})
+    start_function(iam_proxy=lossy_proxy)
     name = succeeded(cfn.send("Create", {"InstanceProfileName": "lossy"})[1])["PhysicalResourceId"]
 
     result, response = cfn.send("Delete", {"InstanceProfileName": "lossy"}, physical_id=name)

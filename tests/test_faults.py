@@ -68,7 +68,7 @@ def proxy(clean_moto):
 def through_proxy(start_function, proxy):
     """start_function for a function whose IAM requests go through `proxy`."""
     def start(extra_env: dict | None = None):
-        return start_function({"AWS_ENDPOINT_URL_IAM": proxy.url, **(extra_env or {})})
+        return start_function(extra_env, iam_proxy=proxy)
     return start
 
 
