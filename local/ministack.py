@@ -90,6 +90,9 @@ class Ministack:
             "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": REGION, "AWS_EC2_METADATA_DISABLED": "true",
             "LOG_LEVEL": "INFO",
+            # Listeners of services nothing here uses, on fixed ports (IoT's MQTT on 8883) that two
+            # engines on one machine would fight over.
+            "IOT_MTLS_ENABLED": "0", "SFTP_ENABLED": "0",
         }
         # ministack's AWS_ENDPOINT_URL, if set, would override the function's own endpoints: it
         # stays unset, and the function gets per-service ones (AWS_ENDPOINT_URL_IAM) instead.
