@@ -18,8 +18,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from botocore.exceptions import ClientError
-
 from . import sam
 from .ministack import Ministack
 
@@ -128,13 +126,6 @@ class Stacks:
         entries = self.engine.journal()
         fresh, self._journal_seen = entries[self._journal_seen:], len(entries)
         return fresh
-
-    def exists(self, name: str) -> bool:
-        try:
-            stack = self.cfn.describe_stacks(StackName=self._ids.get(name, name))["Stacks"][0]
-        except ClientError:
-            return False
-        return stack["StackStatus"] != "DELETE_COMPLETE"
 
 
 def _parameters(values: dict | None) -> list[dict]:

@@ -59,14 +59,20 @@ def engine(moto):
 
 @pytest.fixture
 def stacks(engine, clean_moto):
-    """The engine's Stacks on a clean moto, with no response faults."""
+    """The engine's Stacks on a clean moto, with no response faults. At teardown, every response
+    the function sent during the test must have passed CloudFormation's checks (a test that makes
+    the ResponseURL fail sees 'fault' verdicts, which are the harness's own doing)."""
     engine.ministack.inject_response_faults([])
     engine.proxy.take_records()
+    seen = len(engine.ministack.journal())
     yield engine.stacks
     engine.ministack.inject_response_faults([])
     # Printed at teardown: pytest shows it only for a failing test.
     print(f"----- ministack log ({engine.ministack.log_path}), last 20,000 characters -----\n"
           f"{engine.ministack.logs()[-20000:]}", file=sys.stderr)
+    refused = [e for e in engine.ministack.journal()[seen:] if e["kind"] == "response"
+               and not (e["verdict"] == "valid" or e["verdict"].startswith("fault "))]
+    assert not refused, f"responses CloudFormation would refuse: {refused}"
 
 
 __all__ = ["engine", "stacks", "FUNCTION_STACK", "ALLOWED_POLICY_ARNS"]
