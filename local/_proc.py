@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -12,10 +13,21 @@ from pathlib import Path
 _LIVE: set[subprocess.Popen] = set()
 
 
+# Logs of the function, moto and ministack processes: under the project, where a person finds them,
+# and emptied by the first process of a run that writes one, so that runs do not pile up files.
+LOG_DIR = Path(__file__).resolve().parent.parent / "target" / "test-logs"
+_log_dir_ready = False
+
+
 def new_log_path(prefix: str) -> Path:
-    """A fresh log file in the temp dir. It is kept after the process ends so that a
-    failing test or a person can still read it."""
-    fd, path = tempfile.mkstemp(prefix=f"{prefix}-", suffix=".log")
+    """A fresh log file in LOG_DIR. It is kept after the process ends so that a failing test or a
+    person can still read it; the next run (the next Python process to ask) replaces the lot."""
+    global _log_dir_ready
+    if not _log_dir_ready:
+        shutil.rmtree(LOG_DIR, ignore_errors=True)
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        _log_dir_ready = True
+    fd, path = tempfile.mkstemp(prefix=f"{prefix}-", suffix=".log", dir=LOG_DIR)
     os.close(fd)
     return Path(path)
 
