@@ -14,6 +14,18 @@ pub struct Config {
     pub rules: Rules,
     pub propagation: Propagation,
     pub retry: Retry,
+    pub healing: Healing,
+}
+
+/// What self-healing (`heal`) needs to know about the function itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Healing {
+    /// `AWS_LAMBDA_FUNCTION_NAME`, set by Lambda: the session name of the function's own calls.
+    pub function_name: Option<String>,
+    /// `EXECUTION_ROLE_ARN`: the role of the function's own calls.
+    pub execution_role_arn: Option<String>,
+    /// `HEAL_ADOPTED`: whether adopted entities are healed too (`true`; default off).
+    pub adopted: bool,
 }
 
 /// Attempts per IAM request (the SDK's standard mode makes 3). IAM throttles mutating calls per
@@ -129,6 +141,11 @@ impl Config {
                     .unwrap_or(MAX_ATTEMPTS),
                 backoff: number("IAM_RETRY_BACKOFF_MS")
                     .map(|ms| std::time::Duration::from_millis(ms.into())),
+            },
+            healing: Healing {
+                function_name: var("AWS_LAMBDA_FUNCTION_NAME").map(|v| v.trim().to_owned()),
+                execution_role_arn: var("EXECUTION_ROLE_ARN").map(|v| v.trim().to_owned()),
+                adopted: var("HEAL_ADOPTED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
             },
             propagation: {
                 let default = Propagation::default();

@@ -7,6 +7,7 @@
 
 use crate::config::Config;
 use crate::config::redact;
+use crate::heal;
 use crate::iam::Iam;
 use crate::lifecycle;
 use crate::names;
@@ -122,9 +123,10 @@ where
     }
 }
 
-/// Handles one Lambda event: a CloudFormation request, the same delivered through SNS, or a direct
-/// Verify or Repair. Returns an error (so that Lambda retries) only when a response could not be
-/// delivered, or the event is not one of these.
+/// Handles one Lambda event: a CloudFormation request, the same delivered through SNS, a direct
+/// Verify or Repair, or an EventBridge event for self-healing. Returns an error (so that Lambda
+/// retries) only when a response could not be delivered, or the event is not one of these; an
+/// EventBridge event is always answered with success.
 ///
 /// The event arrives as raw JSON text: anything the Lambda runtime would have to refuse before this
 /// function runs (a property nested too deep, a lone UTF-16 surrogate) could not be answered.
@@ -142,6 +144,11 @@ pub async fn handle(
     if payload.get("RequestType").is_none() {
         if let Some(records) = payload.get("Records") {
             return sns(&env, records, deadline).await;
+        }
+        if heal::is_event(&payload) {
+            let config = &env.config;
+            let policies = &config.rules.policies;
+            return Ok(heal::handle(&env.iam, policies, &config.healing, &payload).await);
         }
         if payload.get("Action").is_some() {
             let check = verify::Check::parse(payload)?;

@@ -17,6 +17,7 @@
 //! * [`handler`] ties one invocation together: routing (CloudFormation, SNS, direct), deadline,
 //!   panic guard, response.
 //! * [`verify`] answers direct Verify and Repair requests.
+//! * [`heal`] undoes out-of-band changes that CloudTrail reports through EventBridge.
 //!
 //! The first five are pure: they build without the `runtime` feature (no AWS SDK, no Lambda
 //! runtime, no HTTP client), which is how the fuzz targets in `fuzz/` compile them.
@@ -29,6 +30,8 @@ pub mod spec;
 
 #[cfg(feature = "runtime")]
 pub mod handler;
+#[cfg(feature = "runtime")]
+pub mod heal;
 #[cfg(feature = "runtime")]
 pub mod iam;
 #[cfg(feature = "runtime")]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from local import authz
 from local.ministack import Ministack
 from local.proxy import RecordingProxy
 from local.runtime_api import resolve_binary
@@ -35,8 +36,10 @@ class Engine:
 
 
 @pytest.fixture(scope="session")
-def engine(moto):
-    """ministack with the function's stack deployed (CREATE_COMPLETE, else the session fails)."""
+def engine(moto, evaluator):
+    """ministack with the function's stack deployed (CREATE_COMPLETE, else the session fails).
+    The function's IAM requests are authorized against the execution role it was deployed with
+    (local/authz.py), as in every other integration test."""
     with RecordingProxy(moto.url) as proxy, Ministack({
         "AWS_ENDPOINT_URL_IAM": proxy.url,
         # As the other integration tests run the function (conftest.py): moto is consistent at
@@ -45,6 +48,10 @@ def engine(moto):
         "IAM_RETRY_BACKOFF_MS": "50",
         "RUST_LOG": "info",
     }) as ministack:
+        if evaluator is not None:
+            role = authz.ExecutionRole.from_template({"AllowedPolicyArns": ALLOWED_POLICY_ARNS})
+            proxy.authorize = authz.Authorizer(evaluator, role, moto.url,
+                                               tag_on_create=authz.mode() == "tag-on-create")
         stacks = Stacks(ministack)
         try:
             step = deploy_function_stack(stacks, resolve_binary(),

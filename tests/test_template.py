@@ -488,10 +488,20 @@ def test_lambda_settings():
     assert log_group["Type"] == "AWS::Logs::LogGroup"
     assert log_group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
     assert template["Parameters"]["LogRetentionInDays"]["Default"] == 30
-    # No way in but lambda:InvokeFunction by principals of the account.
+    # No way in but lambda:InvokeFunction by principals of the account, and with SelfHealing on,
+    # by EventBridge for the self-healing rule alone.
     assert "FunctionUrlConfig" not in props and "Events" not in props
-    assert not [r for r in resources.values()
-                if r["Type"] in ("AWS::Lambda::Url", "AWS::Lambda::Permission")]
+    assert not [r for r in resources.values() if r["Type"] == "AWS::Lambda::Url"]
+    permissions = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"]
+    assert permissions == [{
+        "Type": "AWS::Lambda::Permission", "Condition": "HealsSelf",
+        "Properties": {"Action": "lambda:InvokeFunction", "FunctionName": {"Ref": FUNCTION},
+                       "Principal": "events.amazonaws.com",
+                       "SourceArn": {"Fn::GetAtt": ["SelfHealingRule", "Arn"]},
+                       "SourceAccount": {"Ref": "AWS::AccountId"}}}]
+    assert resources["SelfHealingRule"]["Condition"] == "HealsSelf"
+    assert template["Conditions"]["HealsSelf"] == {"Fn::Equals": [{"Ref": "SelfHealing"}, "true"]}
+    assert template["Parameters"]["SelfHealing"]["Default"] == "false"
     assert template["Outputs"]["ServiceToken"]["Export"]["Name"] == {"Fn::Sub": "${AWS::StackName}-ServiceToken"}
 
 
