@@ -8,6 +8,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 _LIVE: set[subprocess.Popen] = set()
@@ -68,3 +71,19 @@ def _stop_all() -> None:
     # servers or function processes behind on the machine.
     for proc in list(_LIVE):
         stop(proc, timeout_s=2.0)
+
+
+def wait_until_healthy(proc: subprocess.Popen, url: str, timeout_s: float) -> bool:
+    """Poll `url` until it answers 200 (True), `proc` exits or `timeout_s` passes (False)."""
+    limit = time.monotonic() + timeout_s
+    while time.monotonic() < limit:
+        if proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    return False

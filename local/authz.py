@@ -478,21 +478,25 @@ class Authorizer:
                 self._clients[region] = client
             return client
 
-    def _role(self, partition: str, name: str) -> Entity | None:
-        if not name:
+    def _read(self, partition: str, call: str, key: str, **name) -> dict | None:
+        """The entity as GetRole / GetInstanceProfile return it, None if there is none."""
+        if not next(iter(name.values())):
             return None
+        client = self._client(partition)
         try:
-            role = self._client(partition).get_role(RoleName=name)["Role"]
-        except self._client(partition).exceptions.NoSuchEntityException:
+            return getattr(client, call)(**name)[key]
+        except client.exceptions.NoSuchEntityException:
+            return None
+
+    def _role(self, partition: str, name: str) -> Entity | None:
+        role = self._read(partition, "get_role", "Role", RoleName=name)
+        if role is None:
             return None
         boundary = (role.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn")
         return Entity(role["Path"], {t["Key"]: t["Value"] for t in role.get("Tags", [])}, boundary)
 
     def _profile(self, partition: str, name: str) -> Entity | None:
-        if not name:
-            return None
-        try:
-            profile = self._client(partition).get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
-        except self._client(partition).exceptions.NoSuchEntityException:
+        profile = self._read(partition, "get_instance_profile", "InstanceProfile", InstanceProfileName=name)
+        if profile is None:
             return None
         return Entity(profile["Path"], {t["Key"]: t["Value"] for t in profile.get("Tags", [])})

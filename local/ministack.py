@@ -19,9 +19,6 @@ import shutil
 import sys
 import tempfile
 import threading
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Mapping
 
@@ -103,18 +100,7 @@ class Ministack:
         return env
 
     def _wait_until_up(self) -> bool:
-        limit = time.monotonic() + self._start_timeout_s
-        while time.monotonic() < limit:
-            if self._proc.poll() is not None:
-                return False
-            try:
-                with urllib.request.urlopen(f"{self.url}/_ministack/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        return True
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.1)
-        return False
+        return _proc.wait_until_healthy(self._proc, f"{self.url}/_ministack/health", self._start_timeout_s)
 
     def stop(self) -> None:
         if self._proc is not None:

@@ -15,7 +15,6 @@ import shutil
 import socket
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -86,18 +85,7 @@ class MotoServer:
         raise RuntimeError(f"moto_server did not start; log:\n{self.logs()}")
 
     def _wait_until_up(self) -> bool:
-        limit = time.monotonic() + self._start_timeout_s
-        while time.monotonic() < limit:
-            if self._proc.poll() is not None:
-                return False
-            try:
-                with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=2) as resp:
-                    if resp.status == 200:
-                        return True
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.1)
-        return False
+        return _proc.wait_until_healthy(self._proc, f"{self.url}/moto-api/", self._start_timeout_s)
 
     def _warm_up(self) -> None:
         # The first IAM call after start or reset loads the AWS managed policies, and the

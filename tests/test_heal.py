@@ -146,7 +146,7 @@ def test_an_adopted_profile_is_healed_only_with_heal_adopted(start_function, cfn
     default, healed with HEAL_ADOPTED=true."""
     make_role(iam, DEFAULT, trust=EC2_TRUST, policies=[WEB])
     make_profile(iam, DEFAULT, role=DEFAULT)
-    start_function(HEALING_ENV)
+    start_function(HEALING_ENV, deployment={"AllowAdoption": "true"})
     create(cfn, AdoptExisting=True)
     assert moto.iam_snapshot()["roles"][DEFAULT]["tags"][TAG_ADOPTED] == "true"
     iam.detach_role_policy(RoleName=DEFAULT, PolicyArn=WORKER)
@@ -159,7 +159,7 @@ def test_an_adopted_profile_is_healed_only_with_heal_adopted(start_function, cfn
 
     for process in start_function.running():
         process.stop()
-    start_function({**HEALING_ENV, "HEAL_ADOPTED": "true"})
+    start_function({**HEALING_ENV, "HEAL_ADOPTED": "true"}, deployment={"AllowAdoption": "true"})
     assert deliver(runtime, event)["Result"] == "Restored"
     assert WORKER in moto.iam_snapshot()["roles"][DEFAULT]["managed_policies"]
 

@@ -80,10 +80,12 @@ def app_template(resources: dict, outputs: dict | None = None) -> dict:
 
 def expected_outputs(state_entry_name: str, role: str, policies: list[str], prefix: str = "") -> dict:
     account = "123456789012"
+    # What the function creates lives under its path, /eb-instance-profile/.
     return {f"{prefix}InstanceProfileName": state_entry_name,
-            f"{prefix}InstanceProfileArn": f"arn:aws:iam::{account}:instance-profile/{state_entry_name}",
+            f"{prefix}InstanceProfileArn":
+                f"arn:aws:iam::{account}:instance-profile/eb-instance-profile/{state_entry_name}",
             f"{prefix}RoleName": role,
-            f"{prefix}RoleArn": f"arn:aws:iam::{account}:role/{role}",
+            f"{prefix}RoleArn": f"arn:aws:iam::{account}:role/eb-instance-profile/{role}",
             f"{prefix}ManagedPolicyArns": ",".join(sorted(policies))}
 
 
