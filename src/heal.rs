@@ -89,8 +89,8 @@ pub enum Skip {
     #[error("the call was this function's own")]
     OwnCall,
     #[error(
-        "this function cannot tell its own calls apart (AWS_LAMBDA_FUNCTION_NAME and \
-         EXECUTION_ROLE_ARN both unset): nothing is undone"
+        "this function cannot tell its own calls apart (EXECUTION_ROLE_ARN unset): nothing is \
+         undone"
     )]
     Unconfigured,
     #[error("{0} no longer exists")]
@@ -240,24 +240,33 @@ fn role_arn_parts(arn: &str) -> Option<(&str, &str)> {
     Some((account, name))
 }
 
-/// Whether the caller is this function: a session of its execution role (the assumed-role ARN
-/// names the role without its path) whose session name is the function's name, which is how
-/// Lambda names the sessions it opens for a function. Whichever of the two this function knows is
-/// compared; it must know at least one (else [`Skip::Unconfigured`]).
-pub fn is_own_call(identity: &UserIdentity, me: &Healing) -> Result<bool, Skip> {
-    let own_role = me.execution_role_arn.as_deref().and_then(role_arn_parts);
-    if own_role.is_none() && me.function_name.is_none() {
-        return Err(Skip::Unconfigured);
+/// What an undo did, in words: never a whole policy document.
+fn restored(step: &Step) -> String {
+    match step {
+        Step::AttachPolicy(arn) => format!("attached {arn} again"),
+        Step::AddRoleToProfile => "put the role back into its instance profile".into(),
+        Step::UpdateTrustPolicy(_) => "let ec2.amazonaws.com assume the role again".into(),
+        other => format!("{other:?}"),
     }
+}
+
+/// Whether the caller is this function: a session of its execution role (the assumed-role ARN
+/// names the role without its path) whose session name, when the function's name is known, is
+/// that name, which is how Lambda names the sessions it opens for a function. The role must be
+/// known (else [`Skip::Unconfigured`]): a session name alone is chosen by whoever assumes a role,
+/// and would let anyone pass for the function.
+pub fn is_own_call(identity: &UserIdentity, me: &Healing) -> Result<bool, Skip> {
+    let Some(own_role) = me.execution_role_arn.as_deref().and_then(role_arn_parts) else {
+        return Err(Skip::Unconfigured);
+    };
     if identity.r#type != "AssumedRole" {
         return Ok(false);
     }
     let Some((account, role, session)) = identity.arn.as_deref().and_then(assumed_role) else {
         return Ok(false);
     };
-    let role_matches = own_role.is_none_or(|(own_account, own_name)| {
-        account == own_account && role.eq_ignore_ascii_case(own_name)
-    });
+    let (own_account, own_name) = own_role;
+    let role_matches = account == own_account && role.eq_ignore_ascii_case(own_name);
     let session_matches = me.function_name.as_deref().is_none_or(|f| session == f);
     Ok(role_matches && session_matches)
 }
@@ -381,7 +390,7 @@ pub async fn handle(iam: &Iam, allow: &PolicyAllowList, me: &Healing, payload: &
         .and_then(Value::as_str)
         .map(|id| truncate(id, 64));
     let (result, detail) = match &outcome {
-        Outcome::Restored(step) => ("Restored", format!("{step:?}")),
+        Outcome::Restored(step) => ("Restored", restored(step)),
         Outcome::Skipped(skip) => ("Ignored", skip.to_string()),
         Outcome::Failed(error) => ("Failed", error.to_string()),
     };
@@ -741,11 +750,10 @@ mod tests {
             Some("arn:aws:iam::123456789012:role/ops/eb-fn-ExecutionRole-ABC"),
         );
         assert_eq!(is_own_call(&ours, &pathed), Ok(true));
-        // Whichever is known is compared.
-        assert_eq!(is_own_call(&ours, &me(Some("eb-fn"), None)), Ok(true));
+        // The session name alone proves nothing: whoever assumes a role chooses it.
         assert_eq!(
             is_own_call(&session("Admin", "eb-fn"), &me(Some("eb-fn"), None)),
-            Ok(true)
+            Err(Skip::Unconfigured)
         );
         assert_eq!(
             is_own_call(

@@ -429,22 +429,38 @@ impl Iam {
 
     /// A removal that IAM denied. IAM may authorize a call before it looks the entity up, and the
     /// execution role allows removals only on entities carrying the ownership tags, which go with
-    /// the entity: a removal repeated on an entity that is gone (the SDK's retry after a lost
-    /// answer, a second delivery) can meet AccessDenied instead of NoSuchEntity. It is done when a
-    /// read shows the entity gone, and fails with the denial otherwise.
+    /// the entity (or with the untag itself): a removal repeated after it took effect (the SDK's
+    /// retry after a lost answer, a second delivery) can meet AccessDenied instead of
+    /// NoSuchEntity. It is done when a read shows the entity gone, or an untag's keys gone; it
+    /// fails with the denial otherwise, and when the read fails too.
     async fn denied_removal(
         &self,
         target: &Target,
         step: &Step,
         denied: IamError,
     ) -> Result<(), IamError> {
-        let gone = match removes_from(step) {
-            Some(Subject::Role) => self.role(&target.role).await?.is_none(),
-            Some(Subject::Profile) => self.profile(&target.profile).await?.is_none(),
-            None => false,
+        let untagged = |tags: &Tags, keys: &[String]| {
+            !tags
+                .keys()
+                .any(|k| keys.iter().any(|g| g.eq_ignore_ascii_case(k)))
         };
-        if gone {
-            tracing::info!(?step, "denied removal of an entity that is gone: done");
+        let done = match (removes_from(step), step) {
+            (Some(Subject::Role), Step::UntagRole(keys)) => match self.role(&target.role).await {
+                Ok(role) => role.is_none_or(|r| untagged(&r.tags, keys)),
+                Err(_) => false,
+            },
+            (Some(Subject::Profile), Step::UntagProfile(keys)) => {
+                match self.profile(&target.profile).await {
+                    Ok(profile) => profile.is_none_or(|p| untagged(&p.tags, keys)),
+                    Err(_) => false,
+                }
+            }
+            (Some(Subject::Role), _) => matches!(self.role(&target.role).await, Ok(None)),
+            (Some(Subject::Profile), _) => matches!(self.profile(&target.profile).await, Ok(None)),
+            (None, _) => false,
+        };
+        if done {
+            tracing::info!(?step, "denied removal whose work is already done");
             Ok(())
         } else {
             Err(denied)
@@ -466,7 +482,10 @@ fn removes_from(step: &Step) -> Option<Subject> {
         | Step::DeleteInlinePolicy(_)
         | Step::DeletePermissionsBoundary
         | Step::DeleteRole => Some(Subject::Role),
-        Step::RemoveRoleFromProfile(_) | Step::DeleteProfile => Some(Subject::Profile),
+        Step::UntagRole(_) => Some(Subject::Role),
+        Step::RemoveRoleFromProfile(_) | Step::DeleteProfile | Step::UntagProfile(_) => {
+            Some(Subject::Profile)
+        }
         _ => None,
     }
 }
