@@ -317,6 +317,8 @@ class Evaluator:
         if not line:
             raise EvaluatorError("the policy evaluator exited")
         answer = json.loads(line)
+        if answer.get("id") != request["id"]:
+            raise EvaluatorError(f"answer {answer.get('id')} to request {request['id']}: out of step")
         if answer.get("error"):
             raise EvaluatorError(f"{action} on {resource}: {answer['error']}")
         return Decision(action, resource, dict(context), answer["decision"],
