@@ -86,9 +86,30 @@ fn deadline_of(epoch_ms: u64) -> Instant {
     Instant::now() + Duration::from_millis(epoch_ms.saturating_sub(now_ms))
 }
 
-/// Runs `work` in its own task within `budget`. A panic or an overrun becomes a FAILED outcome
-/// with `physical_id`; an overrun also stops the work.
-pub async fn guarded<F>(work: F, budget: Duration, physical_id: &str) -> Outcome
+/// What ends the time for a request's work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// The Lambda invocation's deadline.
+    Deadline,
+    /// The request's ServiceTimeout, which comes first.
+    ServiceTimeout(Duration),
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Deadline => f.write_str("the time left before the function's deadline"),
+            Self::ServiceTimeout(t) => {
+                write!(f, "the request's ServiceTimeout of {} s", t.as_secs())
+            }
+        }
+    }
+}
+
+/// Runs `work` in its own task within `budget`, the time `limit` leaves less what the response
+/// needs. A panic or an overrun becomes a FAILED outcome with `physical_id`; an overrun also stops
+/// the work.
+pub async fn guarded<F>(work: F, budget: Duration, limit: Limit, physical_id: &str) -> Outcome
 where
     F: Future<Output = Outcome> + Send + 'static,
 {
@@ -114,8 +135,8 @@ where
             Outcome::failed(
                 physical_id,
                 format!(
-                    "timed out: IAM did not finish within {:.1} s, the time left before the function's \
-                     deadline less what the response needs; the work was stopped",
+                    "timed out: IAM did not finish within {:.1} s, {limit} less what the response \
+                     needs; the work was stopped",
                     budget.as_secs_f64()
                 ),
             )
@@ -232,6 +253,16 @@ async fn answer_request(
         "request received"
     );
 
+    // CloudFormation gives up on the request ServiceTimeout seconds after sending it: the answer
+    // must arrive before then, whatever time Lambda still allows.
+    let limit = match request.service_timeout {
+        Some(timeout) if Instant::now() + timeout < deadline => Limit::ServiceTimeout(timeout),
+        _ => Limit::Deadline,
+    };
+    let deadline = match limit {
+        Limit::ServiceTimeout(timeout) => Instant::now() + timeout,
+        Limit::Deadline => deadline,
+    };
     let left = deadline.saturating_duration_since(Instant::now());
     let budget = left.saturating_sub(response_reserve(left));
     let fallback = plan::fallback_physical_id(&env.config.rules, &request);
@@ -240,7 +271,7 @@ async fn answer_request(
         let work_deadline = Instant::now() + budget;
         async move { lifecycle::handle(&env.iam, &env.config, &request, work_deadline).await }
     };
-    let outcome = guarded(work, budget, &fallback).await;
+    let outcome = guarded(work, budget, limit, &fallback).await;
     tracing::info!(
         status = ?outcome.status,
         physical_id = %shown(&outcome.physical_id),
@@ -301,6 +332,7 @@ mod tests {
         let outcome = guarded(
             async { panic!("boom at step 3") },
             Duration::from_secs(5),
+            Limit::Deadline,
             "p",
         )
         .await;
@@ -320,9 +352,15 @@ mod tests {
             let _keep = tx;
             std::future::pending::<Outcome>().await
         };
-        let outcome = guarded(work, Duration::from_millis(50), "p").await;
+        let limit = Limit::ServiceTimeout(Duration::from_secs(30));
+        let outcome = guarded(work, Duration::from_millis(50), limit, "p").await;
         assert_eq!(outcome.status, Status::Failed);
         assert!(outcome.reason.contains("timed out"), "{}", outcome.reason);
+        assert!(
+            outcome.reason.contains("ServiceTimeout of 30 s"),
+            "{}",
+            outcome.reason
+        );
         // The aborted task drops its sender: the work really stopped.
         assert!(rx.await.is_err());
     }
@@ -332,6 +370,7 @@ mod tests {
         let outcome = guarded(
             async { Outcome::success("p", "ok") },
             Duration::from_secs(5),
+            Limit::Deadline,
             "x",
         )
         .await;

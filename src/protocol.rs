@@ -13,6 +13,7 @@ use aws_lambda_events::event::cloudformation::{
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 /// CloudFormation refuses a response body larger than this ("Response object is too long").
 pub const MAX_BODY_BYTES: usize = 4096;
@@ -62,6 +63,9 @@ pub struct Request {
     pub kind: Kind,
     pub reply_to: ReplyTo,
     pub properties: Value,
+    /// CloudFormation's ServiceTimeout: it fails the resource this long after sending the request,
+    /// so an answer after that is of no use, and work after it builds what no stack tracks.
+    pub service_timeout: Option<Duration>,
 }
 
 impl Request {
@@ -204,6 +208,7 @@ fn unreadable(text: &str, error: &serde_json::Error) -> Result<Request, InvalidR
             },
             reply_to: (**reply_to).clone(),
             properties: Value::Object(serde_json::Map::new()),
+            service_timeout: None,
         });
     }
     Err(InvalidRequest {
@@ -286,11 +291,35 @@ pub fn parse(event: Value) -> Result<Request, InvalidRequest> {
         ),
         _ => return Err(salvage("unknown RequestType".into(), &event)),
     };
+    let service_timeout = service_timeout(&event, &properties);
     Ok(Request {
         kind,
         reply_to,
         properties,
+        service_timeout,
     })
+}
+
+/// ServiceTimeout, at the top level of the event or among the properties (CloudFormation puts it
+/// in both, as it does ServiceToken): whole seconds from 1 to 3600, as a number or its string.
+/// CloudFormation refuses any other value before it sends a request; one that is not valid here
+/// is left aside, and the Lambda deadline bounds the work alone.
+fn service_timeout(event: &Value, properties: &Value) -> Option<Duration> {
+    let seconds = |value: &Value| {
+        let n = match value {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        }?;
+        (1..=3600).contains(&n).then(|| Duration::from_secs(n))
+    };
+    [
+        event.get("ServiceTimeout"),
+        properties.get("ServiceTimeout"),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(seconds)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -423,6 +452,37 @@ mod tests {
         assert_eq!(request.kind, Kind::Create);
         assert_eq!(request.properties["Tiers"], json!(5));
         assert_eq!(request.logical_id(), "Profile");
+    }
+
+    #[test]
+    fn service_timeout_comes_from_the_top_level_or_the_properties() {
+        let with = |top: Option<Value>, property: Option<Value>| {
+            let mut e = event("Create");
+            if let Some(v) = top {
+                e["ServiceTimeout"] = v;
+            }
+            if let Some(v) = property {
+                e["ResourceProperties"]["ServiceTimeout"] = v;
+            }
+            parse(e).unwrap().service_timeout
+        };
+        let secs = |n| Some(Duration::from_secs(n));
+        assert_eq!(with(None, None), None);
+        assert_eq!(with(Some(json!(300)), None), secs(300));
+        assert_eq!(with(None, Some(json!("45"))), secs(45));
+        assert_eq!(with(Some(json!("1")), Some(json!("3600"))), secs(1));
+        // CloudFormation allows 1 to 3600; anything else is left aside.
+        for bad in [
+            json!(0),
+            json!(3601),
+            json!("soon"),
+            json!(-5),
+            json!(2.5),
+            json!(null),
+        ] {
+            assert_eq!(with(Some(bad.clone()), None), None, "{bad}");
+        }
+        assert_eq!(with(Some(json!("x")), Some(json!(60))), secs(60));
     }
 
     #[test]

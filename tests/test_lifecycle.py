@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from local.events import DEFAULT_STACK_ID
+from local.events import DEFAULT_STACK_ID, make_event
 
 WEB = "arn:aws:iam::aws:policy/AWSElasticBeanstalkWebTier"
 WORKER = "arn:aws:iam::aws:policy/AWSElasticBeanstalkWorkerTier"
@@ -446,6 +446,25 @@ def silent_iam():
     for conn in accepted:
         conn.close()
     listener.close()
+
+
+@pytest.mark.parametrize("where", ["property", "top-level"])
+def test_service_timeout_bounds_the_work_when_it_comes_first(start_function, cfn, moto, silent_iam, where):
+    """CloudFormation fails the resource ServiceTimeout seconds after sending the request: with IAM
+    hanging and the Lambda deadline far off, FAILED comes within ServiceTimeout, and says so."""
+    url, accepted = silent_iam
+    start_function({"AWS_ENDPOINT_URL_IAM": url})
+    props = {"InstanceProfileName": "slow"}
+    url_, key = cfn.response_url()
+    event = make_event("Create", {**props, **({"ServiceTimeout": "3"} if where == "property" else {})},
+                       response_url=url_)
+    if where == "top-level":
+        event["ServiceTimeout"] = 3
+    result, response = cfn.send_event(event, key, timeout_s=120)
+    assert accepted, "the function never called IAM"
+    failed(response, result)
+    assert "timed out" in response["Reason"] and "ServiceTimeout of 3 s" in response["Reason"], response
+    assert response["PhysicalResourceId"] == "slow"
 
 
 def test_when_iam_hangs_failed_arrives_before_the_deadline(start_function, cfn, moto, silent_iam):
