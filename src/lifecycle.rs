@@ -364,7 +364,7 @@ async fn delete(iam: &Iam, request: &Request, physical_id: &str) -> Outcome {
             role: role_name,
         };
         let found = find_owned(iam, &target, &owner, profile, (true, true), known).await?;
-        let what = describe(&found);
+        let what = describe(&target, &found);
         iam.run(&target, &plan::teardown(&target, &found)).await?;
         Ok::<_, Error>(Some(what))
     }
@@ -390,7 +390,8 @@ fn role_of(profile: &ProfileState) -> Option<RoleName> {
 }
 
 /// What a teardown of `found` does, in words: deleted, or (adopted entities) released.
-fn describe(found: &Found) -> String {
+/// Entities are named as in every other Reason: by name, not ARN.
+fn describe(target: &Target, found: &Found) -> String {
     let mut parts = Vec::new();
     let mut say = |adopted: bool, what: String| {
         parts.push(if adopted {
@@ -400,10 +401,10 @@ fn describe(found: &Found) -> String {
         })
     };
     if let Some((p, true)) = &found.profile {
-        say(p.adopted(), format!("instance profile {}", p.arn));
+        say(p.adopted(), format!("instance profile {}", target.profile));
     }
     if let Some((r, _)) = &found.role {
-        say(r.adopted(), format!("role {}", r.arn));
+        say(r.adopted(), format!("role {}", target.role));
     }
     parts.join("; ")
 }

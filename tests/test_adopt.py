@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 
 import pytest
@@ -219,10 +218,9 @@ def test_the_delete_reason_claims_only_what_was_deleted(cfn, moto, iam, profile_
     reason = delete(cfn, physical_id, ADOPT).get("Reason", "")
 
     state = moto.iam_snapshot()
-    # What the function made lives under its path, what it adopted wherever it was.
-    claims_profile = re.search(
-        rf"deleted instance profile arn:aws:iam::123456789012:instance-profile/(\S+/)?{DEFAULT}\b", reason) is not None
-    claims_role = re.search(rf"deleted role arn:aws:iam::123456789012:role/(\S+/)?{DEFAULT}\b", reason) is not None
+    # Entities are named by name, as in every Reason.
+    claims_profile = f"deleted instance profile {DEFAULT}" in reason
+    claims_role = f"deleted role {DEFAULT}" in reason
     # The adopted role always stays, and so does the profile when it was adopted too.
     assert "released adopted role" in reason, reason
     assert ("released adopted instance profile" in reason) == profile_exists, reason
