@@ -429,10 +429,12 @@ class Authorizer:
     evaluation, in order, for tests to read."""
 
     def __init__(self, evaluator: Evaluator, roles: Callable[[str], ExecutionRole] | ExecutionRole,
-                 moto_url: str, *, tag_on_create: bool = True):
+                 moto_url: str, *, tag_on_create: bool = True, moto_account: str | None = None):
         self.evaluator = evaluator
         self._roles = roles if callable(roles) else (lambda _partition, r=roles: r)
         self.moto_url = moto_url
+        # The moto account whose entities are read (local/accounts.py); None: moto's default one.
+        self.moto_account = moto_account
         self.tag_on_create = tag_on_create
         self.decisions: list[Decision] = []
         self._lock = threading.Lock()
@@ -477,6 +479,9 @@ class Authorizer:
             if client is None:
                 client = boto3.session.Session().client("iam", region_name=region,
                                                         endpoint_url=self.moto_url, **_CREDENTIALS)
+                if self.moto_account is not None:
+                    from .accounts import select_moto_account
+                    select_moto_account(client, self.moto_account)
                 self._clients[region] = client
             return client
 

@@ -13,6 +13,12 @@ CloudFormation and Lambda, and a function that relied on that would pass here an
 - it invokes the function once. Lambda retries a failed asynchronous invocation twice: here a
   function error is followed by up to two more invocations of the same event.
 
+Two more differences stop a template that CloudFormation deploys, and are made up here too: a
+condition on a pseudo parameter (`!Equals [!Ref AWS::Region, ...]`) compares the parameter's name,
+not its value (here conditions see AWS::Region, AWS::AccountId, AWS::Partition and
+AWS::URLSuffix); and the whole value of a list parameter (CommaDelimitedList) is compared with its
+AllowedValues, where CloudFormation checks each member (here each member is checked).
+
 Everything the harness sees goes to a journal (JSON lines, `$CFN_HARNESS_DIR/journal.jsonl`) that
 the tests read: each invocation with its attempt and outcome, each response with its verdict. A
 test can make the ResponseURL answer an HTTP error (`$CFN_HARNESS_DIR/faults.json`, below) to see
@@ -182,6 +188,46 @@ def _with_failed_create_delete(roll_back):
     return roll_back_with_delete
 
 
+# Parameters: AllowedValues of a list parameter apply to each of its members.
+
+def _is_list_type(parameter_type: str) -> bool:
+    return parameter_type == "CommaDelimitedList" or parameter_type.startswith("List<")
+
+
+def _with_list_allowed_values(resolve):
+    def resolve_parameters(template, provided_params, previous_params=None):
+        definitions = template.get("Parameters") or {}
+        lists = {name: definition for name, definition in definitions.items()
+                 if definition.get("AllowedValues") and _is_list_type(str(definition.get("Type", "")))}
+        if not lists:
+            return resolve(template, provided_params, previous_params)
+        # ministack compares the whole value with AllowedValues: it checks the rest, this the members.
+        unchecked = {**template, "Parameters": {**definitions, **{
+            name: {k: v for k, v in definition.items() if k != "AllowedValues"}
+            for name, definition in lists.items()}}}
+        resolved = resolve(unchecked, provided_params, previous_params)
+        for name, definition in lists.items():
+            value = resolved[name]["Value"]
+            allowed = [str(a) for a in definition["AllowedValues"]]
+            if any(member not in allowed for member in value.split(",")):
+                raise ValueError(f"Parameter '{name}' value '{value}' is not in AllowedValues: "
+                                 f"{definition['AllowedValues']}")
+        return resolved
+    return resolve_parameters
+
+
+# Conditions: pseudo parameters (AWS::Region, AWS::AccountId, ...) have their values there too.
+
+def _with_pseudo_parameters_in_conditions(evaluate):
+    def evaluate_conditions(template, params):
+        from ministack.core.responses import get_account_id, get_region
+        # As ministack's own Rules section sees them; a template parameter cannot take these names.
+        pseudo = {"AWS::Region": get_region(), "AWS::AccountId": get_account_id(),
+                  "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"}
+        return evaluate(template, {**{k: {"Value": v} for k, v in pseudo.items()}, **params})
+    return evaluate_conditions
+
+
 def install() -> None:
     """Patch ministack (imported here, so that its settings come from this process's environment)."""
     import ministack.app as app
@@ -192,6 +238,17 @@ def install() -> None:
         lambda_svc._execute_function_with_config_scope)
     app._handle_post_body_shortcuts = _with_response_checks(app._handle_post_body_shortcuts)
     stacks._roll_back_operation = _with_failed_create_delete(stacks._roll_back_operation)
+    import ministack.services.cloudformation.changesets as changesets
+    import ministack.services.cloudformation.engine as engine
+    import ministack.services.cloudformation.handlers as handlers
+    resolve = _with_list_allowed_values(engine._resolve_parameters)
+    evaluate = _with_pseudo_parameters_in_conditions(engine._evaluate_conditions)
+    # Each module that imported them by name.
+    for module in (engine, handlers, changesets, stacks):
+        if hasattr(module, "_resolve_parameters"):
+            module._resolve_parameters = resolve
+        if hasattr(module, "_evaluate_conditions"):
+            module._evaluate_conditions = evaluate
 
 
 def main() -> None:

@@ -48,7 +48,7 @@ class Ministack:
         self._dir: Path | None = None
         self.url: str | None = None
         self.log_path = _proc.new_log_path("ministack")
-        self._clients: dict[str, object] = {}
+        self._clients: dict[tuple, object] = {}
         self._clients_lock = threading.Lock()
 
     # lifecycle
@@ -155,16 +155,18 @@ class Ministack:
 
     # clients
 
-    def client(self, service: str):
-        """One boto3 client per service, against this engine (path-style S3)."""
+    def client(self, service: str, *, account: str | None = None, region: str = REGION):
+        """One boto3 client per service, account and region, against this engine (path-style
+        S3). ministack takes a 12-digit access key as the account id: `account` signs with it;
+        None is ACCOUNT_ID's account."""
         if self.url is None:
             raise RuntimeError("Ministack is not started")
         with self._clients_lock:
-            client = self._clients.get(service)
+            client = self._clients.get((service, account, region))
             if client is None:
                 config = Config(s3={"addressing_style": "path"}) if service == "s3" else None
                 client = boto3.session.Session().client(
-                    service, region_name=REGION, endpoint_url=self.url, config=config,
-                    aws_access_key_id="testing", aws_secret_access_key="testing")
-                self._clients[service] = client
+                    service, region_name=region, endpoint_url=self.url, config=config,
+                    aws_access_key_id=account or "testing", aws_secret_access_key="testing")
+                self._clients[(service, account, region)] = client
             return client

@@ -167,9 +167,10 @@ class Exchange:
         """The client connection, for replies that misbehave at the transport level."""
         return self._handler.connection
 
-    def forward(self) -> tuple[int, list[tuple[str, str]], bytes]:
-        """Send the request upstream and return (status, headers, body) without answering."""
-        return self._handler.forward_upstream(self.request)
+    def forward(self, extra_headers: Mapping[str, str] | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Send the request upstream, with `extra_headers` added, and return (status, headers,
+        body) without answering."""
+        return self._handler.forward_upstream(self.request, extra_headers)
 
     def send(self, status: int, headers: Sequence[tuple[str, str]], body: bytes) -> None:
         """Answer the client (Content-Length is set here; hop-by-hop headers are dropped)."""
@@ -375,8 +376,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def forward_upstream(self, request: Request) -> tuple[int, list[tuple[str, str]], bytes]:
+    def forward_upstream(self, request: Request, extra_headers: Mapping[str, str] | None = None
+                         ) -> tuple[int, list[tuple[str, str]], bytes]:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        headers.update(extra_headers or {})
         headers["Content-Length"] = str(len(request.body))
         for attempt in (1, 2):
             reused = self._upstream is not None

@@ -1,10 +1,14 @@
 """Stacks in the local CloudFormation engine: the function's stack deployed from template.yaml as
-`sam deploy` would, and application stacks driven one operation at a time.
+`sam deploy` would, the organization template's stack in an account as a StackSet would create it,
+and application stacks driven one operation at a time.
 
     stacks = Stacks(engine)
     deploy_function_stack(stacks, binary)                 # eb-instance-profile, exports ServiceToken
     step = stacks.create("app", app_template(...))        # waits for the operation to end
     step.status, step.events, step.outputs, step.journal  # what that operation did
+
+    in_account = Stacks(engine, account="111111111111")   # that account's stacks
+    deploy_organization_stack(in_account, code, "StackSet-org-1")   # deploy/organization.yaml
 
 Each operation waits until the stack leaves *_IN_PROGRESS and returns a Step with only what that
 operation added: its stack events in order, the custom-resource invocations and responses the
@@ -19,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import sam
-from .ministack import Ministack
+from .ministack import REGION, Ministack
 
 FUNCTION_STACK = "eb-instance-profile"
+ORGANIZATION = sam.REPO_ROOT / "deploy" / "organization.yaml"
 ARTIFACT_BUCKET = "eb-instance-profile-artifacts"
 ARTIFACT_KEY = "eb-instance-profile/bootstrap.zip"
 # What template.yaml needs to be created (it makes an IAM role with a name of CloudFormation's).
@@ -62,9 +67,14 @@ class Step:
 class Stacks:
     """CloudFormation operations on one engine, each waited for."""
 
-    def __init__(self, engine: Ministack, *, timeout_s: float = 180.0):
+    def __init__(self, engine: Ministack, *, timeout_s: float = 180.0, account: str | None = None,
+                 region: str | None = None):
+        """Stacks of one account and region of the engine (Ministack.client): by default its
+        own account, in us-east-1."""
         self.engine = engine
-        self.cfn = engine.client("cloudformation")
+        self.account = account
+        self.region = region or REGION
+        self.cfn = engine.client("cloudformation", account=account, region=self.region)
         self.timeout_s = timeout_s
         self._ids: dict[str, str] = {}
         self._seen_events: dict[str, set[str]] = {}
@@ -141,6 +151,31 @@ def deploy_function_stack(stacks: Stacks, binary: str | Path, parameters: dict |
     s3.put_object(Bucket=ARTIFACT_BUCKET, Key=ARTIFACT_KEY, Body=sam.package_bootstrap(binary))
     template = sam.translate(sam.TEMPLATE, ARTIFACT_BUCKET, ARTIFACT_KEY)
     return stacks.create(name, template, parameters)
+
+
+def deploy_organization_stack(stacks: Stacks, code: bytes, name: str, parameters: dict | None = None,
+                              *, key: str = ARTIFACT_KEY) -> Step:
+    """One stack instance of deploy/organization.yaml, as a StackSet creates it in an account:
+    the zip `code` put into a bucket of the stack's account, the template created as a plain
+    stack with CodeBucket and CodeKey naming it and `parameters`.
+
+    In AWS the organization's accounts read one bucket (its policy grants them); ministack's
+    Lambda reads code only from the function's own account, and bucket names are global there
+    too, so each account gets its own bucket, named after it."""
+    bucket = f"{ARTIFACT_BUCKET}-{stacks.account}" if stacks.account else ARTIFACT_BUCKET
+    s3 = stacks.engine.client("s3", account=stacks.account, region=stacks.region)
+    location = {} if stacks.region == REGION else {
+        "CreateBucketConfiguration": {"LocationConstraint": stacks.region}}
+    s3.create_bucket(Bucket=bucket, **location)
+    s3.put_object(Bucket=bucket, Key=key, Body=code)
+    return stacks.create(name, organization_template(),
+                         {"CodeBucket": bucket, "CodeKey": key, **(parameters or {})})
+
+
+def organization_template() -> dict:
+    """deploy/organization.yaml as plain data, short-form intrinsics as their long form."""
+    from .authz import load_template
+    return load_template(ORGANIZATION)
 
 
 def profile_resource(service_stack: str = FUNCTION_STACK, **properties) -> dict:
