@@ -316,16 +316,23 @@ impl Plan {
 
 /// Tags to set (missing or with another value) and keys to remove (managed before, wanted no more).
 fn tag_changes(desired: &Tags, actual: &Tags, previously: Option<&Tags>) -> (Tags, Vec<String>) {
+    // IAM compares tag keys regardless of case: `Team` and `team` are one tag. A key whose case
+    // alone changed is the tag that is there already; removing the old spelling would remove it.
+    let find = |tags: &Tags, key: &str| {
+        tags.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(k, v)| (k.clone(), v.clone()))
+    };
     let set: Tags = desired
         .iter()
-        .filter(|(k, v)| actual.get(*k) != Some(*v))
+        .filter(|(k, v)| find(actual, k).map(|(_, have)| have) != Some((*v).clone()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let remove = previously
         .into_iter()
         .flat_map(|old| old.keys())
-        .filter(|k| !desired.contains_key(*k) && actual.contains_key(*k))
-        .cloned()
+        .filter(|k| find(desired, k).is_none())
+        .filter_map(|k| find(actual, k).map(|(spelled, _)| spelled))
         .collect();
     (set, remove)
 }
@@ -523,6 +530,36 @@ pub fn teardown(target: &Target, found: &Found) -> Plan {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tag_keys_compare_regardless_of_case() {
+        let tags = |pairs: &[(&str, &str)]| -> Tags {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let actual = tags(&[("team", "web"), ("owner", "ops")]);
+        // Only the case of a key changed: nothing to set, nothing to remove.
+        let (set, remove) = tag_changes(
+            &tags(&[("Team", "web")]),
+            &actual,
+            Some(&tags(&[("team", "web")])),
+        );
+        assert!(set.is_empty() && remove.is_empty(), "{set:?} {remove:?}");
+        // Its value changed too: set once, under the new spelling, never removed.
+        let (set, remove) = tag_changes(
+            &tags(&[("TEAM", "api")]),
+            &actual,
+            Some(&tags(&[("team", "web")])),
+        );
+        assert_eq!(set, tags(&[("TEAM", "api")]));
+        assert!(remove.is_empty(), "{remove:?}");
+        // Dropped from the template: removed as IAM spells it.
+        let (set, remove) = tag_changes(&Tags::new(), &actual, Some(&tags(&[("Owner", "ops")])));
+        assert!(set.is_empty());
+        assert_eq!(remove, vec!["owner".to_string()]);
+    }
+
     use super::*;
     use crate::spec::Partition;
     use serde_json::{Value, json};

@@ -477,3 +477,18 @@ def test_when_iam_hangs_failed_arrives_before_the_deadline(start_function, cfn, 
     assert response["PhysicalResourceId"] == "slow"
     assert result.kind == "response", result
     assert result.elapsed_s < 6, result.elapsed_s
+
+
+def test_a_tag_key_whose_case_changes_is_neither_duplicated_nor_dropped(cfn, moto):
+    """IAM compares tag keys regardless of case: an Update that only changes `team` to `Team` keeps
+    the one tag (a TagRole of `Team` then an UntagRole of `team` would leave none on IAM)."""
+    old = {"InstanceProfileName": "cased", "Tags": [{"Key": "team", "Value": "web"}]}
+    create(cfn, old)
+    new = {"InstanceProfileName": "cased", "Tags": [{"Key": "Team", "Value": "web"}]}
+
+    result, response = update(cfn, "cased", new, old)
+
+    succeeded(response, result)
+    for entity in (moto.iam_snapshot()["roles"]["cased"], moto.iam_snapshot()["instance_profiles"]["cased"]):
+        team = {k: v for k, v in entity["tags"].items() if k.lower() == "team"}
+        assert list(team.values()) == ["web"], entity["tags"]
