@@ -39,7 +39,9 @@ timing, and a retry draws again. A change stops being able to show stale answers
     proxy.hooks.append(Realistic.from_env(moto_url))   # None with IAM_REALISTIC=off
 
 Environment: IAM_REALISTIC (on, or off for plain moto), IAM_REALISTIC_SEED (default 1),
-IAM_POLICIES_PER_ROLE (default 10).
+IAM_POLICIES_PER_ROLE (default 10), IAM_REALISTIC_STALE_RATE (the share of requests after a change
+that a stale replica answers, default 0.3, each for up to 2 attempts) and IAM_REALISTIC_LOSE_RATE
+(the share of writes whose first answer is lost, default 0.06).
 """
 
 from __future__ import annotations
@@ -179,7 +181,9 @@ class Realistic:
         if env.get("IAM_REALISTIC", "on") == "off":
             return None
         return cls(moto_url, seed=env.get("IAM_REALISTIC_SEED", "1"),
-                   policies_per_role=int(env.get("IAM_POLICIES_PER_ROLE", "10")))
+                   policies_per_role=int(env.get("IAM_POLICIES_PER_ROLE", "10")),
+                   stale_rate=float(env.get("IAM_REALISTIC_STALE_RATE", "0.3")),
+                   lose_rate=float(env.get("IAM_REALISTIC_LOSE_RATE", "0.06")))
 
     # --- draws -------------------------------------------------------------------------------------
 
@@ -229,7 +233,9 @@ class Realistic:
                 n = change.seen[fingerprint]
                 change.seen[fingerprint] += 1
                 picks.append((change, n))
-        for change, n in picks:
+        # The latest change that bears on this request decides: a replica that has seen it has
+        # seen the earlier ones too, so a request is stale for at most max_stale attempts.
+        for change, n in reversed(picks):
             effect = self._effect(change, action, params)
             if effect is None:
                 continue
@@ -238,6 +244,7 @@ class Realistic:
             if n < times:
                 self._note(f"stale {action} after {change.kind}")
                 return effect
+            return None
         return None
 
     def _effect(self, change: Change, action: str, params: Mapping[str, str]) -> Stale | None:

@@ -820,7 +820,7 @@ async fn discard(iam: &Iam, target: &Target, owner: &Owner, which: Made) -> Resu
 }
 
 /// How often a teardown that meets DeleteConflict reads IAM again and repeats itself.
-const CONFLICT_RETRIES: u32 = 4;
+const CONFLICT_RETRIES: u32 = 5;
 
 /// Deletes `found` (see [`plan::teardown`]). Right after the teardown's own removals, IAM can
 /// still answer DeleteRole or DeleteInstanceProfile with DeleteConflict (the replica answering has
