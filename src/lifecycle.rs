@@ -376,8 +376,16 @@ async fn delete(iam: &Iam, request: &Request, physical_id: &str) -> Outcome {
             profile: profile_name.clone(),
             role: role_name,
         };
-        let found = find_owned(iam, &target, &owner, profile, (true, true), known, expect_role)
-            .await?;
+        let found = find_owned(
+            iam,
+            &target,
+            &owner,
+            profile,
+            (true, true),
+            known,
+            expect_role,
+        )
+        .await?;
         let what = describe(&found);
         tear_down(iam, &target, &owner, (true, true), found).await?;
         Ok::<_, Error>(Some(what))
@@ -583,7 +591,9 @@ async fn run_within_quota(iam: &Iam, desired: Desired<'_>, plan: &plan::Plan) ->
     match iam.run(desired.target, plan).await {
         Err(e) if at_quota(&e) => match plan.detaching_first() {
             Some(reordered) => {
-                tracing::info!("role at its managed-policy quota: detaching removed policies first");
+                tracing::info!(
+                    "role at its managed-policy quota: detaching removed policies first"
+                );
                 iam.run(desired.target, &reordered)
                     .await
                     .map_err(|e| quota_error(desired, e, &at_quota))
@@ -594,7 +604,11 @@ async fn run_within_quota(iam: &Iam, desired: Desired<'_>, plan: &plan::Plan) ->
     }
 }
 
-fn quota_error(desired: Desired<'_>, error: IamError, at_quota: impl Fn(&IamError) -> bool) -> Error {
+fn quota_error(
+    desired: Desired<'_>,
+    error: IamError,
+    at_quota: impl Fn(&IamError) -> bool,
+) -> Error {
     if at_quota(&error) {
         Error::Quota {
             role: desired.target.role.to_string(),
@@ -676,10 +690,7 @@ where
 
 /// Reads an entity that this request has made or seen: a read that misses it may come from an IAM
 /// replica that has not seen it yet, and is repeated a few times while there is time.
-async fn read_expecting<S, Read>(
-    iam: &Iam,
-    read: impl Fn() -> Read,
-) -> Result<Option<S>, Error>
+async fn read_expecting<S, Read>(iam: &Iam, read: impl Fn() -> Read) -> Result<Option<S>, Error>
 where
     Read: Future<Output = Result<Option<S>, Error>>,
 {
@@ -689,7 +700,10 @@ where
         if found.is_some() || attempt >= crate::iam::READ_RETRIES || !iam.pause(attempt).await {
             return Ok(found);
         }
-        tracing::info!(attempt, "an entity known to exist reads as absent: reading again");
+        tracing::info!(
+            attempt,
+            "an entity known to exist reads as absent: reading again"
+        );
         attempt += 1;
     }
 }

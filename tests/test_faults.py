@@ -240,7 +240,9 @@ def test_every_mutating_call_failing_once_is_retried(through_proxy, proxy, cfn, 
 
 
 def test_the_other_409s_are_answers_not_retried(through_proxy, proxy, cfn, moto):
-    """DeleteConflict is a 409 too, but no fault: one attempt, and the Reason names it."""
+    """DeleteConflict is a 409 too, but no fault the SDK retries: the teardown reads IAM again and
+    repeats itself a few times (IAM can answer it for a moment after the role left its profile),
+    then the Reason names it."""
     through_proxy()
     succeeded(cfn.send("Create", {"InstanceProfileName": "conflict"})[1])
     attempts = []
@@ -255,7 +257,7 @@ def test_the_other_409s_are_answers_not_retried(through_proxy, proxy, cfn, moto)
     result, response = cfn.send("Delete", {"InstanceProfileName": "conflict"}, physical_id="conflict")
     failed(response, result)
     assert "iam:DeleteRole" in response["Reason"] and "DeleteConflict" in response["Reason"]
-    assert len(attempts) == 1
+    assert 1 < len(attempts) <= 6
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -238,9 +238,10 @@ def test_a_lost_add_role_answer_is_recognised_as_its_own_work(through_proxy, pro
 
 
 @pytest.fixture
-def quota_4(monkeypatch):
-    """An account whose PoliciesPerRole quota is 4 (the realistic IAM reads it at function start)."""
-    monkeypatch.setenv("IAM_POLICIES_PER_ROLE", "4")
+def quota_4(proxy, clean_moto):
+    """An account whose PoliciesPerRole quota is 4: a realistic IAM of its own in the test's proxy,
+    with its quota only (so that the test shows the same with IAM_REALISTIC=off)."""
+    proxy.hooks.append(realistic.Realistic(clean_moto.url, stale_rate=0, lose_rate=0, policies_per_role=4))
 
 
 def test_an_update_at_the_quota_detaches_first(quota_4, through_proxy, proxy, cfn, moto):
@@ -374,20 +375,19 @@ def _lifecycle(cfn, moto) -> collections.Counter:
     return answered
 
 
+@pytest.mark.plain_iam  # the test's own realistic IAM, seeded, with raised rates, instead
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
-def test_whole_lifecycles_under_the_realistic_iam_end_as_expected(monkeypatch, start_function, cfn, moto, seed):
+def test_whole_lifecycles_under_the_realistic_iam_end_as_expected(through_proxy, proxy, cfn, moto, seed):
     """Create, Update in place, a failed Update and its rollback, replacement and cleanup, a failed
     Create and its rollback Delete, Delete: every event answered as expected and IAM exactly as
     the answers say, with half the requests after a change answered stale and a fifth of the
     writes losing their first answer."""
-    monkeypatch.setenv("IAM_REALISTIC_SEED", str(seed))
-    monkeypatch.setenv("IAM_REALISTIC_STALE_RATE", "0.5")
-    monkeypatch.setenv("IAM_REALISTIC_LOSE_RATE", "0.2")
-    start_function({"ALLOWED_POLICY_ARNS": "arn:*:iam::aws:policy/AWSElasticBeanstalk*,"
-                    "arn:*:iam::aws:policy/AmazonS3ReadOnlyAccess,arn:*:iam::aws:policy/ReadOnlyAccess"})
+    layer = realistic.Realistic(moto.url, seed=seed, stale_rate=0.5, lose_rate=0.2)
+    proxy.hooks.append(layer)
+    through_proxy()
     answered = _lifecycle(cfn, moto)
     assert answered == {"SUCCESS": 7, "FAILED": 2}
-    observed = start_function.realistic[0].observed
+    observed = layer.observed
     assert sum(v for k, v in observed.items() if k.startswith("stale")) >= 3, observed
     assert sum(v for k, v in observed.items() if k.startswith("lost")) >= 2, observed
     print(f"seed {seed}: {dict(observed)}")
