@@ -139,10 +139,10 @@ async fn create(iam: &Iam, config: &Config, request: &Request, deadline: Instant
     };
     match build_new(iam, config, desired, deadline).await {
         Ok(built) => success(desired, &built, "created"),
-        Err((error, _)) => {
+        Err((error, made)) => {
             // Whatever this resource owns at these names was made for this Create (by this delivery
             // or an earlier one of the same request): remove it all.
-            let undo = discard(iam, &target, &owner, (true, true)).await;
+            let undo = discard(iam, &target, &owner, (true, true), made).await;
             Outcome::failed(target.profile.to_string(), with_undo(error, undo))
         }
     }
@@ -331,7 +331,7 @@ impl Change<'_> {
             Err((error, made)) => {
                 // Only what this request made: an owned entity that existed already may be the
                 // original that a rollback is returning to.
-                let undo = discard(iam, &target, owner, made).await;
+                let undo = discard(iam, &target, owner, made, made).await;
                 Ok(Outcome::failed(physical_id, with_undo(error, undo)))
             }
         }
@@ -816,19 +816,36 @@ async fn role_with_inline(
 }
 
 /// Deletes the owned entities at `target` among `which`. Returns what could not be undone.
-async fn discard(iam: &Iam, target: &Target, owner: &Owner, which: Made) -> Result<(), Error> {
+/// The entities in `made` were made by this request: a read that misses them is repeated.
+async fn discard(
+    iam: &Iam,
+    target: &Target,
+    owner: &Owner,
+    which: Made,
+    made: Made,
+) -> Result<(), Error> {
     if !which.0 && !which.1 {
         return Ok(());
     }
-    let (profile, role) = tokio::join!(iam.profile(&target.profile), async {
-        if which.1 {
-            role_with_inline(iam, &target.role).await
-        } else {
-            Ok(None)
+    let read_profile = || async { Ok::<_, Error>(iam.profile(&target.profile).await?) };
+    let (profile, role) = tokio::join!(
+        async {
+            if made.0 {
+                read_expecting(iam, read_profile).await
+            } else {
+                read_profile().await
+            }
+        },
+        async {
+            if which.1 {
+                role_with_inline(iam, &target.role).await
+            } else {
+                Ok(None)
+            }
         }
-    });
+    );
     let profile = if_owned(owner, profile?);
-    let found = find_owned(iam, target, owner, profile, which, Some(role?), which.1).await?;
+    let found = find_owned(iam, target, owner, profile, which, Some(role?), made.1).await?;
     tear_down(iam, target, owner, which, found).await?;
     Ok(())
 }

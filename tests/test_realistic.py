@@ -251,7 +251,7 @@ def test_an_update_at_the_quota_detaches_first(quota_4, through_proxy, proxy, cf
     before = {"InstanceProfileName": "full", "ManagedPolicyArns": [S3_READ]}
     succeeded(cfn.send("Create", before)[1])
     calls = MutatingCalls()
-    proxy.hooks.append(calls)
+    proxy.hooks.insert(0, calls)  # before the quota layer, which answers every request
     after = {"InstanceProfileName": "full", "ManagedPolicyArns": [READ_ONLY]}
     succeeded(cfn.send("Update", after, physical_id="full", old_properties=before)[1])
     assert_complete(moto.iam_snapshot(), "full", ALL_TIERS + [READ_ONLY])
@@ -263,7 +263,7 @@ def test_an_update_with_room_attaches_before_it_detaches(quota_4, through_proxy,
     before = {"InstanceProfileName": "room", "Tiers": ["WebTier", "WorkerTier"], "ManagedPolicyArns": [S3_READ]}
     succeeded(cfn.send("Create", before)[1])
     calls = MutatingCalls()
-    proxy.hooks.append(calls)
+    proxy.hooks.insert(0, calls)  # before the quota layer, which answers every request
     after = {**before, "ManagedPolicyArns": [READ_ONLY]}
     succeeded(cfn.send("Update", after, physical_id="room", old_properties=before)[1])
     assert_complete(moto.iam_snapshot(), "room", [WEB, WORKER, READ_ONLY])
