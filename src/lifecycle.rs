@@ -587,7 +587,6 @@ async fn build(
 /// and the plan runs again with the removed policies detached first (every call of a plan can be
 /// repeated). A plan with nothing to detach fails, naming the quota.
 async fn run_within_quota(iam: &Iam, desired: Desired<'_>, plan: &plan::Plan) -> Result<(), Error> {
-    let at_quota = |e: &IamError| e.action == "AttachRolePolicy" && e.is("LimitExceeded");
     match iam.run(desired.target, plan).await {
         Err(e) if at_quota(&e) => match plan.detaching_first() {
             Some(reordered) => {
@@ -596,19 +595,21 @@ async fn run_within_quota(iam: &Iam, desired: Desired<'_>, plan: &plan::Plan) ->
                 );
                 iam.run(desired.target, &reordered)
                     .await
-                    .map_err(|e| quota_error(desired, e, &at_quota))
+                    .map_err(|e| quota_error(desired, e))
             }
-            None => Err(quota_error(desired, e, &at_quota)),
+            None => Err(quota_error(desired, e)),
         },
         other => other.map_err(Error::from),
     }
 }
 
-fn quota_error(
-    desired: Desired<'_>,
-    error: IamError,
-    at_quota: impl Fn(&IamError) -> bool,
-) -> Error {
+/// Whether IAM refused an attachment for the role's quota: AttachRolePolicy answers LimitExceeded
+/// for nothing else.
+fn at_quota(error: &IamError) -> bool {
+    error.action == "AttachRolePolicy" && error.is("LimitExceeded")
+}
+
+fn quota_error(desired: Desired<'_>, error: IamError) -> Error {
     if at_quota(&error) {
         Error::Quota {
             role: desired.target.role.to_string(),
