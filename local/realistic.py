@@ -317,7 +317,6 @@ class Realistic:
         state (under the entity's lock), or None."""
         iam = self.client(request)
         if action in ("CreateRole", "CreateInstanceProfile"):
-            entity = "role" if action == "CreateRole" else "instance profile"
             key, member, longest = (("RoleName", "roleName", 64) if action == "CreateRole"
                                     else ("InstanceProfileName", "instanceProfileName", 128))
             name = params.get(key, "")
@@ -337,7 +336,6 @@ class Realistic:
             if clash is not None:
                 what = "Role with name" if action == "CreateRole" else "Instance Profile"
                 return IamError(409, "EntityAlreadyExists", f"{what} {name} already exists.")
-            del entity
             return None
         if action == "AttachRolePolicy":
             role, arn = params.get("RoleName", ""), params.get("PolicyArn", "")

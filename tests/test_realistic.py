@@ -10,7 +10,6 @@ realistic IAM alone, with raised rates, for several seeds. docs/reliability.md h
 from __future__ import annotations
 
 import collections
-import re
 import threading
 
 import pytest
