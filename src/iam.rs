@@ -532,7 +532,36 @@ impl Iam {
             Err(e) if e.is("AccessDenied") && removes_from(step).is_some() => {
                 self.denied_removal(target, step, e).await
             }
+            Err(e)
+                if e.is("AccessDenied")
+                    && matches!(step, Step::TagRole(_) | Step::TagProfile(_)) =>
+            {
+                self.denied_tagging(target, step, e).await
+            }
             other => other,
+        }
+    }
+
+    /// A tagging that IAM denied. The execution role lets the function tag an entity as adopted
+    /// only while it is not yet marked so: when the answer to the first attempt was lost and the
+    /// SDK repeats it, the repetition is denied. It is done when a read shows the tags in place.
+    async fn denied_tagging(
+        &self,
+        target: &Target,
+        step: &Step,
+        denied: IamError,
+    ) -> Result<(), IamError> {
+        let (wanted, have) = match step {
+            Step::TagRole(tags) => (tags, self.role(&target.role).await?.map(|r| r.tags)),
+            Step::TagProfile(tags) => (tags, self.profile(&target.profile).await?.map(|p| p.tags)),
+            _ => return Err(denied),
+        };
+        match have {
+            Some(have) if wanted.iter().all(|(k, v)| have.get(k) == Some(v)) => {
+                tracing::info!(?step, "denied tagging of tags already in place: done");
+                Ok(())
+            }
+            _ => Err(denied),
         }
     }
 

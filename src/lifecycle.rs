@@ -363,8 +363,14 @@ async fn delete(iam: &Iam, request: &Request, physical_id: &str) -> Outcome {
             }
         });
         let profile = if_owned(&owner, profile?);
-        // A role that this resource's profile names exists, unless removed out of band.
-        let expect_role = profile.as_deref().and_then(role_of).is_some();
+        // A role that this resource's profile names exists, unless removed out of band: a read
+        // that misses it is repeated. With no profile to name it, a missing role is read twice
+        // more, in case the Delete follows its Create closely (a role must not be left behind).
+        let expect_role = if profile.as_deref().and_then(role_of).is_some() {
+            crate::iam::READ_RETRIES
+        } else {
+            2
+        };
         let Some(role_name) = profile.as_deref().and_then(role_of).or(guess.clone()) else {
             return Ok(None);
         };
@@ -682,7 +688,7 @@ where
         Some(state) => Ok((state, true)),
         // EntityAlreadyExists: an earlier delivery made it, or this request did and its answer
         // was lost. IAM has just said it exists, so a read that misses it is read again.
-        None => read_expecting(iam, read)
+        None => read_expecting(iam, crate::iam::READ_RETRIES, read)
             .await?
             .map(|s| (s, false))
             .ok_or_else(vanished),
@@ -691,14 +697,18 @@ where
 
 /// Reads an entity that this request has made or seen: a read that misses it may come from an IAM
 /// replica that has not seen it yet, and is repeated a few times while there is time.
-async fn read_expecting<S, Read>(iam: &Iam, read: impl Fn() -> Read) -> Result<Option<S>, Error>
+async fn read_expecting<S, Read>(
+    iam: &Iam,
+    retries: u32,
+    read: impl Fn() -> Read,
+) -> Result<Option<S>, Error>
 where
     Read: Future<Output = Result<Option<S>, Error>>,
 {
     let mut attempt = 0;
     loop {
         let found = read().await?;
-        if found.is_some() || attempt >= crate::iam::READ_RETRIES || !iam.pause(attempt).await {
+        if found.is_some() || attempt >= retries || !iam.pause(attempt).await {
             return Ok(found);
         }
         tracing::info!(
@@ -773,7 +783,7 @@ async fn ensure_profile(
 }
 
 /// Reads the owned entities at `target` among `which` (profile, role), with what Delete needs.
-/// With `expect_role`, a role that reads as absent is read again (see [`read_expecting`]).
+/// A role that reads as absent is read again up to `expect_role` times (see [`read_expecting`]).
 async fn find_owned(
     iam: &Iam,
     target: &Target,
@@ -781,14 +791,13 @@ async fn find_owned(
     profile: Option<Owned<ProfileState>>,
     which: Made,
     known_role: Option<Option<(RoleState, Vec<PolicyName>)>>,
-    expect_role: bool,
+    expect_role: u32,
 ) -> Result<Found, Error> {
     let role = if which.1 {
         let raw = match known_role {
             Some(Some(known)) => Some(known),
-            Some(None) if !expect_role => None,
-            _ if expect_role => read_expecting(iam, || role_with_inline(iam, &target.role)).await?,
-            _ => role_with_inline(iam, &target.role).await?,
+            Some(None) if expect_role == 0 => None,
+            _ => read_expecting(iam, expect_role, || role_with_inline(iam, &target.role)).await?,
         };
         raw.and_then(|(role, inline)| owner.claim(role).ok().map(|r| (r, inline)))
     } else {
@@ -832,7 +841,7 @@ async fn discard(
     let (profile, role) = tokio::join!(
         async {
             if made.0 {
-                read_expecting(iam, read_profile).await
+                read_expecting(iam, crate::iam::READ_RETRIES, read_profile).await
             } else {
                 read_profile().await
             }
@@ -846,7 +855,8 @@ async fn discard(
         }
     );
     let profile = if_owned(owner, profile?);
-    let found = find_owned(iam, target, owner, profile, which, Some(role?), made.1).await?;
+    let expect_role = if made.1 { crate::iam::READ_RETRIES } else { 0 };
+    let found = find_owned(iam, target, owner, profile, which, Some(role?), expect_role).await?;
     tear_down(iam, target, owner, which, found).await?;
     Ok(())
 }
@@ -879,7 +889,7 @@ async fn tear_down(
                 attempt += 1;
                 let profile = if_owned(owner, iam.profile(&target.profile).await?);
                 let known = found.role.is_none().then_some(None);
-                found = find_owned(iam, target, owner, profile, which, known, false).await?;
+                found = find_owned(iam, target, owner, profile, which, known, 0).await?;
             }
             other => return other.map_err(Error::from),
         }
