@@ -174,7 +174,13 @@ pub async fn handle(
         if payload.get("Action").is_some() {
             let check = verify::Check::parse(payload)?;
             tracing::info!(action = ?check.action, profile = %shown(&check.instance_profile_name), "direct request");
-            let report = check.run(&env.iam, &env.config).await?;
+            // IAM's propagation is waited out until a second before the deadline.
+            let settle = deadline
+                .checked_sub(std::time::Duration::from_secs(1))
+                .unwrap_or(deadline);
+            let report = check
+                .run(&env.iam.settling_until(settle), &env.config)
+                .await?;
             tracing::info!(verdict = %report["Verdict"], report = %report, "direct request answered");
             return Ok(report);
         }

@@ -15,6 +15,8 @@ use aws_sdk_iam::types::Tag;
 use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use futures_util::future::join_all;
 use std::collections::BTreeSet;
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// An IAM call that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,18 +102,15 @@ macro_rules! every_page {
 /// Retries IAM's ConcurrentModification (HTTP 409), which the SDK's classifiers leave alone: IAM says
 /// it when two writers touch one entity at once, and the same call a moment later succeeds. The
 /// other 409s (EntityAlreadyExists, DeleteConflict, LimitExceeded) are answers, not faults, so the
-/// error code decides, read from the response body.
+/// error code decides: the one the SDK parsed into the operation's error (its metadata), read
+/// through the type-erased error of the interceptor context.
 #[derive(Debug)]
 struct ConcurrentModificationIsTransient;
 
 impl ClassifyRetry for ConcurrentModificationIsTransient {
     fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
-        let failed = matches!(ctx.output_or_error(), Some(Err(_)));
-        let response = ctx
-            .response()
-            .filter(|r| failed && r.status().as_u16() == 409);
-        match response.and_then(|r| r.body().bytes()) {
-            Some(body) if is_concurrent_modification(body) => RetryAction::transient_error(),
+        match error_code(ctx) {
+            Some("ConcurrentModification") => RetryAction::transient_error(),
             _ => RetryAction::NoActionIndicated,
         }
     }
@@ -121,20 +120,101 @@ impl ClassifyRetry for ConcurrentModificationIsTransient {
     }
 }
 
-fn is_concurrent_modification(body: &[u8]) -> bool {
-    const CODE: &[u8] = b"<Code>ConcurrentModification</Code>";
-    body.windows(CODE.len()).any(|w| w == CODE)
+/// IAM's error code of a failed attempt, from the SDK's error metadata. The classifier is shared by
+/// every operation and the context holds each operation's own error type, erased: it is recovered
+/// by trying the error types of the operations this function calls.
+fn error_code(ctx: &InterceptorContext) -> Option<&str> {
+    let error = ctx.output_or_error()?.err()?.as_operation_error()?;
+    macro_rules! code_of {
+        ($($op:ident :: $ty:ident),* $(,)?) => {
+            $(
+                if let Some(e) = error.downcast_ref::<aws_sdk_iam::operation::$op::$ty>() {
+                    return e.code();
+                }
+            )*
+        };
+    }
+    code_of!(
+        create_role::CreateRoleError,
+        create_instance_profile::CreateInstanceProfileError,
+        get_role::GetRoleError,
+        get_instance_profile::GetInstanceProfileError,
+        list_attached_role_policies::ListAttachedRolePoliciesError,
+        list_role_policies::ListRolePoliciesError,
+        attach_role_policy::AttachRolePolicyError,
+        detach_role_policy::DetachRolePolicyError,
+        put_role_policy::PutRolePolicyError,
+        delete_role_policy::DeleteRolePolicyError,
+        update_assume_role_policy::UpdateAssumeRolePolicyError,
+        update_role::UpdateRoleError,
+        put_role_permissions_boundary::PutRolePermissionsBoundaryError,
+        delete_role_permissions_boundary::DeleteRolePermissionsBoundaryError,
+        tag_role::TagRoleError,
+        untag_role::UntagRoleError,
+        tag_instance_profile::TagInstanceProfileError,
+        untag_instance_profile::UntagInstanceProfileError,
+        add_role_to_instance_profile::AddRoleToInstanceProfileError,
+        remove_role_from_instance_profile::RemoveRoleFromInstanceProfileError,
+        delete_instance_profile::DeleteInstanceProfileError,
+        delete_role::DeleteRoleError,
+    );
+    None
 }
+
+/// How long IAM's propagation is waited out: an entity this request made, or read as existing,
+/// that another call reports missing (IAM is eventually consistent; terraform-provider-aws waits
+/// out the same answers for two minutes) is retried with doubling delays from `base`, up to
+/// [`SETTLE_MAX_DELAY`], until `until`, after which the call's error stands.
+#[derive(Debug, Clone, Copy)]
+struct Settle {
+    until: Option<Instant>,
+    base: Duration,
+}
+
+const SETTLE_MAX_DELAY: Duration = Duration::from_secs(4);
+/// The first delay when the configuration sets none (`IAM_RETRY_BACKOFF_MS` sets it).
+const SETTLE_BASE: Duration = Duration::from_millis(500);
 
 /// IAM, seen through the calls this function makes.
 #[derive(Debug, Clone)]
 pub struct Iam {
     client: Client,
+    settle: Settle,
 }
 
 impl Iam {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            settle: Settle {
+                until: None,
+                base: SETTLE_BASE,
+            },
+        }
+    }
+
+    /// The same client, waiting out IAM's propagation (see [`Iam::pause`]) until `until`.
+    pub fn settling_until(&self, until: Instant) -> Self {
+        let mut iam = self.clone();
+        iam.settle.until = Some(until);
+        iam
+    }
+
+    /// Waits before the next attempt (`attempt` counts from 0) at something IAM has not propagated
+    /// yet. `false`, without waiting: the time for it is over.
+    pub async fn pause(&self, attempt: u32) -> bool {
+        let delay = self
+            .settle
+            .base
+            .saturating_mul(1 << attempt.min(16))
+            .min(SETTLE_MAX_DELAY);
+        match self.settle.until {
+            Some(until) if Instant::now() + delay < until => {
+                tokio::time::sleep(delay).await;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The client this function runs with: the SDK's retry with the configured attempts and first
@@ -154,7 +234,9 @@ impl Iam {
         let config = config
             .retry_classifier(ConcurrentModificationIsTransient)
             .build();
-        Self::new(Client::from_conf(config))
+        let mut iam = Self::new(Client::from_conf(config));
+        iam.settle.base = settings.backoff.unwrap_or(SETTLE_BASE);
+        iam
     }
 
     /// Creates the role with everything CreateRole can set at once. `Ok(None)`: it exists already.
@@ -299,7 +381,23 @@ impl Iam {
     }
 
     /// Makes one call. Removals that find nothing to remove have nothing left to do and succeed.
+    /// A call that adds to the role or profile and is told it does not exist is about an entity
+    /// this request has made or read: IAM has not propagated it to every replica yet, and the call
+    /// is repeated while the time for that lasts.
     pub async fn apply(&self, target: &Target, step: &Step) -> Result<(), IamError> {
+        let mut attempt = 0;
+        loop {
+            match self.apply_once(target, step).await {
+                Err(e) if not_propagated(step, &e) && self.pause(attempt).await => {
+                    tracing::info!(?step, error = %e, attempt, "not propagated yet: retrying");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn apply_once(&self, target: &Target, step: &Step) -> Result<(), IamError> {
         let c = &self.client;
         let role = target.role.as_str();
         let profile = target.profile.as_str();
@@ -398,12 +496,23 @@ impl Iam {
                         .role_name(role)
                 );
                 // IAM answers LimitExceeded when the profile already holds a role, this very role
-                // included (a duplicate delivery got there first): that case is success.
+                // included (a duplicate delivery got there first, or the answer to this request's
+                // own first attempt was lost): that case is success. A read right after the add
+                // may not show the role yet, so it is read again for a while.
                 match added {
-                    Err(e) if e.is("LimitExceeded") => match self.profile(&target.profile).await? {
-                        Some(p) if p.holds(&target.role) => Ok(()),
-                        _ => Err(e),
-                    },
+                    Err(e) if e.is("LimitExceeded") => {
+                        let mut attempt = 0;
+                        loop {
+                            match self.profile(&target.profile).await? {
+                                Some(p) if p.holds(&target.role) => break Ok(()),
+                                Some(p) if !p.roles.is_empty() => break Err(e),
+                                _ if attempt < READ_RETRIES && self.pause(attempt).await => {
+                                    attempt += 1
+                                }
+                                _ => break Err(e),
+                            }
+                        }
+                    }
                     other => other,
                 }
             }
@@ -423,7 +532,36 @@ impl Iam {
             Err(e) if e.is("AccessDenied") && removes_from(step).is_some() => {
                 self.denied_removal(target, step, e).await
             }
+            Err(e)
+                if e.is("AccessDenied")
+                    && matches!(step, Step::TagRole(_) | Step::TagProfile(_)) =>
+            {
+                self.denied_tagging(target, step, e).await
+            }
             other => other,
+        }
+    }
+
+    /// A tagging that IAM denied. The execution role lets the function tag an entity as adopted
+    /// only while it is not yet marked so: when the answer to the first attempt was lost and the
+    /// SDK repeats it, the repetition is denied. It is done when a read shows the tags in place.
+    async fn denied_tagging(
+        &self,
+        target: &Target,
+        step: &Step,
+        denied: IamError,
+    ) -> Result<(), IamError> {
+        let (wanted, have) = match step {
+            Step::TagRole(tags) => (tags, self.role(&target.role).await?.map(|r| r.tags)),
+            Step::TagProfile(tags) => (tags, self.profile(&target.profile).await?.map(|p| p.tags)),
+            _ => return Err(denied),
+        };
+        match have {
+            Some(have) if wanted.iter().all(|(k, v)| have.get(k) == Some(v)) => {
+                tracing::info!(?step, "denied tagging of tags already in place: done");
+                Ok(())
+            }
+            _ => Err(denied),
         }
     }
 
@@ -465,6 +603,29 @@ impl Iam {
         } else {
             Err(denied)
         }
+    }
+}
+
+/// How often a read that should show an entity (made or seen by this request) is repeated.
+pub const READ_RETRIES: u32 = 5;
+
+/// Whether `error` from `step` says that the role or profile the step adds to does not exist yet,
+/// as IAM says of an entity it has not propagated. The code decides (NoSuchEntity, or
+/// InvalidParameterValue from AddRoleToInstanceProfile, "Invalid IAM Instance Profile name"); for
+/// a call naming a policy ARN, NoSuchEntity can also mean that policy does not exist, which is
+/// final, and only IAM's message tells the two apart ("Policy <arn> does not exist or is not
+/// attachable." against "The role with name <name> cannot be found."): no field of the error
+/// carries the missing entity.
+fn not_propagated(step: &Step, error: &IamError) -> bool {
+    if removes_from(step).is_some() {
+        return false;
+    }
+    match step {
+        Step::AttachPolicy(arn) | Step::PutPermissionsBoundary(arn) => {
+            error.is("NoSuchEntity") && !error.message.contains(arn.as_str())
+        }
+        Step::AddRoleToProfile => error.is("NoSuchEntity") || error.is("InvalidParameterValue"),
+        _ => error.is("NoSuchEntity"),
     }
 }
 

@@ -73,6 +73,15 @@ pub enum Error {
         want: String,
     },
     #[error(
+        "{source}; role {role} is to have {wanted} managed policies, more than the account's \
+         PoliciesPerRole quota allows (ask for a higher quota, up to 20, or list fewer policies)"
+    )]
+    Quota {
+        role: String,
+        wanted: usize,
+        source: IamError,
+    },
+    #[error(
         "instance profile {profile} holds role {held}, not {wanted}; an instance profile holds one \
          role, and an adopted one is not emptied"
     )]
@@ -86,6 +95,8 @@ pub enum Error {
 /// Handles one request. Every path ends in an [`Outcome`]; nothing here returns early unanswered.
 /// `deadline` bounds the propagation wait, which has to stop in time to answer.
 pub async fn handle(iam: &Iam, config: &Config, request: &Request, deadline: Instant) -> Outcome {
+    // IAM's propagation is waited out only while there is time left to undo the work and answer.
+    let iam = &iam.settling_until(settle_deadline(deadline));
     // Boxed: the SDK's futures nest deeply, and one unboxed state machine for all three would
     // exceed the compiler's layout depth.
     match &request.kind {
@@ -128,10 +139,10 @@ async fn create(iam: &Iam, config: &Config, request: &Request, deadline: Instant
     };
     match build_new(iam, config, desired, deadline).await {
         Ok(built) => success(desired, &built, "created"),
-        Err((error, _)) => {
+        Err((error, made)) => {
             // Whatever this resource owns at these names was made for this Create (by this delivery
             // or an earlier one of the same request): remove it all.
-            let undo = discard(iam, &target, &owner, (true, true)).await;
+            let undo = discard(iam, &target, &owner, (true, true), made).await;
             Outcome::failed(target.profile.to_string(), with_undo(error, undo))
         }
     }
@@ -320,7 +331,7 @@ impl Change<'_> {
             Err((error, made)) => {
                 // Only what this request made: an owned entity that existed already may be the
                 // original that a rollback is returning to.
-                let undo = discard(iam, &target, owner, made).await;
+                let undo = discard(iam, &target, owner, made, made).await;
                 Ok(Outcome::failed(physical_id, with_undo(error, undo)))
             }
         }
@@ -352,6 +363,14 @@ async fn delete(iam: &Iam, request: &Request, physical_id: &str) -> Outcome {
             }
         });
         let profile = if_owned(&owner, profile?);
+        // A role that this resource's profile names exists, unless removed out of band: a read
+        // that misses it is repeated. With no profile to name it, a missing role is read twice
+        // more, in case the Delete follows its Create closely (a role must not be left behind).
+        let expect_role = if profile.as_deref().and_then(role_of).is_some() {
+            crate::iam::READ_RETRIES
+        } else {
+            2
+        };
         let Some(role_name) = profile.as_deref().and_then(role_of).or(guess.clone()) else {
             return Ok(None);
         };
@@ -363,9 +382,18 @@ async fn delete(iam: &Iam, request: &Request, physical_id: &str) -> Outcome {
             profile: profile_name.clone(),
             role: role_name,
         };
-        let found = find_owned(iam, &target, &owner, profile, (true, true), known).await?;
+        let found = find_owned(
+            iam,
+            &target,
+            &owner,
+            profile,
+            (true, true),
+            known,
+            expect_role,
+        )
+        .await?;
         let what = describe(&target, &found);
-        iam.run(&target, &plan::teardown(&target, &found)).await?;
+        tear_down(iam, &target, &owner, (true, true), found).await?;
         Ok::<_, Error>(Some(what))
     }
     .await;
@@ -435,6 +463,12 @@ struct Built {
     made: Made,
 }
 
+/// Until when a request waits for IAM to propagate: early enough to remove what was made and answer.
+fn settle_deadline(deadline: Instant) -> Instant {
+    let left = deadline.saturating_duration_since(Instant::now());
+    deadline - (left / 3).min(std::time::Duration::from_secs(5))
+}
+
 /// Builds new entities (a Create or a replacement) and, unless the template says not to, waits
 /// until IAM shows the profile with its role.
 async fn build_new(
@@ -445,8 +479,7 @@ async fn build_new(
 ) -> Result<Built, (Error, Made)> {
     let built = build(iam, desired, None, Order::CreateFirst, Known::default()).await?;
     // Stop waiting early enough to remove what was made, should the profile never show.
-    let left = deadline.saturating_duration_since(Instant::now());
-    let wait_until = deadline - (left / 3).min(std::time::Duration::from_secs(5));
+    let wait_until = settle_deadline(deadline);
     if desired.spec.wait_for_propagation
         && let Err(e) =
             wait_until_visible(iam, desired.target, &config.propagation, wait_until).await
@@ -545,14 +578,54 @@ async fn build(
     let plan = plan::converge(desired, &role, &profile, old);
     // An adopted role is only ever added to, and the execution role lets the function take nothing
     // away from it: what a failed plan attached stays, as after any adoption.
-    if let Err(error) = iam.run(desired.target, &plan).await {
-        return Err((error.into(), made));
+    if let Err(error) = run_within_quota(iam, desired, &plan).await {
+        return Err((error, made));
     }
     Ok(Built {
         role_arn: role.into_inner().arn,
         profile_arn: profile.into_inner().arn,
         made,
     })
+}
+
+/// Runs a converging plan. New policies are attached before removed ones are detached, so that the
+/// role never lacks one that both templates list; but a role at its quota of managed policies
+/// (PoliciesPerRole, 10 by default) has no room for that: IAM answers the attachment LimitExceeded,
+/// and the plan runs again with the removed policies detached first (every call of a plan can be
+/// repeated). A plan with nothing to detach fails, naming the quota.
+async fn run_within_quota(iam: &Iam, desired: Desired<'_>, plan: &plan::Plan) -> Result<(), Error> {
+    match iam.run(desired.target, plan).await {
+        Err(e) if at_quota(&e) => match plan.detaching_first() {
+            Some(reordered) => {
+                tracing::info!(
+                    "role at its managed-policy quota: detaching removed policies first"
+                );
+                iam.run(desired.target, &reordered)
+                    .await
+                    .map_err(|e| quota_error(desired, e))
+            }
+            None => Err(quota_error(desired, e)),
+        },
+        other => other.map_err(Error::from),
+    }
+}
+
+/// Whether IAM refused an attachment for the role's quota: AttachRolePolicy answers LimitExceeded
+/// for nothing else.
+fn at_quota(error: &IamError) -> bool {
+    error.action == "AttachRolePolicy" && error.is("LimitExceeded")
+}
+
+fn quota_error(desired: Desired<'_>, error: IamError) -> Error {
+    if at_quota(&error) {
+        Error::Quota {
+            role: desired.target.role.to_string(),
+            wanted: desired.spec.policies.len(),
+            source: error,
+        }
+    } else {
+        error.into()
+    }
 }
 
 /// The entity as owned, `None` if absent, or [`Error::NotOwned`]. With `adopt`, an entity that
@@ -592,6 +665,7 @@ fn if_owned<T: Tagged>(owner: &Owner, state: Option<T>) -> Option<Owned<T>> {
 /// (a duplicate delivery got there first, or someone else), the entity is read and ownership
 /// decides. Returns the state and whether this call created it.
 async fn ensure<S, Read, Create>(
+    iam: &Iam,
     order: Order,
     known: Option<Result<Option<S>, Error>>,
     read: impl Fn() -> Read,
@@ -613,7 +687,36 @@ where
     }
     match create().await? {
         Some(state) => Ok((state, true)),
-        None => read().await?.map(|s| (s, false)).ok_or_else(vanished),
+        // EntityAlreadyExists: an earlier delivery made it, or this request did and its answer
+        // was lost. IAM has just said it exists, so a read that misses it is read again.
+        None => read_expecting(iam, crate::iam::READ_RETRIES, read)
+            .await?
+            .map(|s| (s, false))
+            .ok_or_else(vanished),
+    }
+}
+
+/// Reads an entity that this request has made or seen: a read that misses it may come from an IAM
+/// replica that has not seen it yet, and is repeated a few times while there is time.
+async fn read_expecting<S, Read>(
+    iam: &Iam,
+    retries: u32,
+    read: impl Fn() -> Read,
+) -> Result<Option<S>, Error>
+where
+    Read: Future<Output = Result<Option<S>, Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        let found = read().await?;
+        if found.is_some() || attempt >= retries || !iam.pause(attempt).await {
+            return Ok(found);
+        }
+        tracing::info!(
+            attempt,
+            "an entity known to exist reads as absent: reading again"
+        );
+        attempt += 1;
     }
 }
 
@@ -627,6 +730,7 @@ async fn ensure_role(
     let adopt = d.spec.adopt_existing;
     let known = known.map(|raw| check_owned(d.owner, "Role", name.as_str(), raw, adopt));
     ensure(
+        iam,
         order,
         known,
         || async { check_owned(d.owner, "Role", name.as_str(), iam.role(name).await?, adopt) },
@@ -653,6 +757,7 @@ async fn ensure_profile(
     let adopt = d.spec.adopt_existing;
     let known = known.map(|raw| check_owned(d.owner, entity, name.as_str(), raw, adopt));
     ensure(
+        iam,
         order,
         known,
         || async {
@@ -679,6 +784,7 @@ async fn ensure_profile(
 }
 
 /// Reads the owned entities at `target` among `which` (profile, role), with what Delete needs.
+/// A role that reads as absent is read again up to `expect_role` times (see [`read_expecting`]).
 async fn find_owned(
     iam: &Iam,
     target: &Target,
@@ -686,11 +792,13 @@ async fn find_owned(
     profile: Option<Owned<ProfileState>>,
     which: Made,
     known_role: Option<Option<(RoleState, Vec<PolicyName>)>>,
+    expect_role: u32,
 ) -> Result<Found, Error> {
     let role = if which.1 {
         let raw = match known_role {
-            Some(known) => known,
-            None => role_with_inline(iam, &target.role).await?,
+            Some(Some(known)) => Some(known),
+            Some(None) if expect_role == 0 => None,
+            _ => read_expecting(iam, expect_role, || role_with_inline(iam, &target.role)).await?,
         };
         raw.and_then(|(role, inline)| owner.claim(role).ok().map(|r| (r, inline)))
     } else {
@@ -719,21 +827,74 @@ async fn role_with_inline(
 }
 
 /// Deletes the owned entities at `target` among `which`. Returns what could not be undone.
-async fn discard(iam: &Iam, target: &Target, owner: &Owner, which: Made) -> Result<(), Error> {
+/// The entities in `made` were made by this request: a read that misses them is repeated.
+async fn discard(
+    iam: &Iam,
+    target: &Target,
+    owner: &Owner,
+    which: Made,
+    made: Made,
+) -> Result<(), Error> {
     if !which.0 && !which.1 {
         return Ok(());
     }
-    let (profile, role) = tokio::join!(iam.profile(&target.profile), async {
-        if which.1 {
-            role_with_inline(iam, &target.role).await
-        } else {
-            Ok(None)
+    let read_profile = || async { Ok::<_, Error>(iam.profile(&target.profile).await?) };
+    let (profile, role) = tokio::join!(
+        async {
+            if made.0 {
+                read_expecting(iam, crate::iam::READ_RETRIES, read_profile).await
+            } else {
+                read_profile().await
+            }
+        },
+        async {
+            if which.1 {
+                role_with_inline(iam, &target.role).await
+            } else {
+                Ok(None)
+            }
         }
-    });
+    );
     let profile = if_owned(owner, profile?);
-    let found = find_owned(iam, target, owner, profile, which, Some(role?)).await?;
-    iam.run(target, &plan::teardown(target, &found)).await?;
+    let expect_role = if made.1 { crate::iam::READ_RETRIES } else { 0 };
+    let found = find_owned(iam, target, owner, profile, which, Some(role?), expect_role).await?;
+    tear_down(iam, target, owner, which, found).await?;
     Ok(())
+}
+
+/// How often a teardown that meets DeleteConflict reads IAM again and repeats itself.
+const CONFLICT_RETRIES: u32 = 5;
+
+/// Deletes `found` (see [`plan::teardown`]). Right after the teardown's own removals, IAM can
+/// still answer DeleteRole or DeleteInstanceProfile with DeleteConflict (the replica answering has
+/// not seen them; terraform-provider-aws retries DeleteRole on it too), and a read right after an
+/// attach may have missed a policy that must go first: the entities are read again and the
+/// teardown repeated, a few times. A conflict that stays is caused by something this resource
+/// does not own (another instance profile holding the role, say) and is reported, IAM's message
+/// naming it, a few seconds later.
+async fn tear_down(
+    iam: &Iam,
+    target: &Target,
+    owner: &Owner,
+    which: Made,
+    mut found: Found,
+) -> Result<(), Error> {
+    let mut attempt = 0;
+    loop {
+        match iam.run(target, &plan::teardown(target, &found)).await {
+            Err(e) if e.is("DeleteConflict") && attempt < CONFLICT_RETRIES => {
+                if !iam.pause(attempt).await {
+                    return Err(e.into());
+                }
+                tracing::info!(error = %e, attempt, "delete conflict: reading again");
+                attempt += 1;
+                let profile = if_owned(owner, iam.profile(&target.profile).await?);
+                let known = found.role.is_none().then_some(None);
+                found = find_owned(iam, target, owner, profile, which, known, 0).await?;
+            }
+            other => return other.map_err(Error::from),
+        }
+    }
 }
 
 fn with_undo(error: Error, undo: Result<(), Error>) -> String {

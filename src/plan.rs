@@ -312,6 +312,29 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.rounds.is_empty()
     }
+
+    /// The same calls with the policy detachments first, for a role at its quota of managed
+    /// policies (PoliciesPerRole), where attaching before detaching would need more than it
+    /// allows. `None` when the plan detaches nothing.
+    pub fn detaching_first(&self) -> Option<Plan> {
+        let is_detach = |s: &Step| matches!(s, Step::DetachPolicy(_));
+        let detach: Vec<Step> = self.steps().filter(|s| is_detach(s)).cloned().collect();
+        if detach.is_empty() {
+            return None;
+        }
+        let rest = self
+            .rounds
+            .iter()
+            .map(|round| round.iter().filter(|s| !is_detach(s)).cloned().collect());
+        Some(Plan::from_rounds(std::iter::once(detach).chain(rest)))
+    }
+
+    /// How many managed policies the plan attaches.
+    pub fn attachments(&self) -> usize {
+        self.steps()
+            .filter(|s| matches!(s, Step::AttachPolicy(_)))
+            .count()
+    }
 }
 
 /// Tags to set (missing or with another value) and keys to remove (managed before, wanted no more).
@@ -446,10 +469,13 @@ pub fn converge(
     }
 
     if let Some(old) = old {
+        // Detached whether or not the read showed them: a read right after an attach can come
+        // from an IAM replica that does not show it yet, and detaching what is not attached is
+        // answered NoSuchEntity, which means done.
         revoke.extend(
             old.policies
                 .iter()
-                .filter(|arn| !spec.policies.contains(*arn) && role.attached.contains(*arn))
+                .filter(|arn| !spec.policies.contains(*arn))
                 .map(|arn| Step::DetachPolicy(arn.clone())),
         );
         revoke.extend(
@@ -677,6 +703,28 @@ mod tests {
                     "arn:aws:iam::aws:policy/AWSElasticBeanstalkWorkerTier".into()
                 )],
             ]
+        );
+    }
+
+    #[test]
+    fn at_the_quota_removed_policies_are_detached_first() {
+        let old = spec(json!({"Tiers": ["WorkerTier"], "ManagedPolicyArns": ["ReadOnlyAccess"]}));
+        let new = spec(json!({"Tiers": ["WebTier"], "ManagedPolicyArns": ["ReadOnlyAccess"]}));
+        let (role, profile) = applied(&old);
+        let plan = converge_on(&new, &role, &profile, Some(&old));
+        let worker = "arn:aws:iam::aws:policy/AWSElasticBeanstalkWorkerTier".to_owned();
+        assert_eq!(
+            plan.detaching_first().unwrap().rounds,
+            vec![
+                vec![Step::DetachPolicy(worker)],
+                vec![Step::AttachPolicy(web())],
+            ]
+        );
+        assert_eq!(plan.attachments(), 1);
+        let (role, profile) = applied(&new);
+        assert_eq!(
+            converge_on(&new, &role, &profile, Some(&new)).detaching_first(),
+            None
         );
     }
 

@@ -149,7 +149,7 @@ impl Check {
     pub async fn run(&self, iam: &Iam, config: &Config) -> Result<Value, VerifyError> {
         let name = ProfileName::parse(&self.instance_profile_name)
             .map_err(|r| VerifyError::Invalid("InstanceProfileName", r))?;
-        let report = self.verify(iam, &name).await?;
+        let report = self.settled(iam, &name).await?;
         if self.action == Action::Verify || report.verdict != Verdict::NeedsRepair {
             return Ok(json!(report));
         }
@@ -178,9 +178,22 @@ impl Check {
             },
         )
         .await?;
-        let mut after = self.verify(iam, &name).await?;
+        let mut after = self.settled(iam, &name).await?;
         after.repaired = report.missing_policies;
         Ok(json!(after))
+    }
+
+    /// The report, read again up to [`REREADS`] times while it finds something wrong: right after
+    /// a change (a Create, a Repair) IAM can answer from a replica that has not seen it. A report
+    /// of a profile that is really not healthy costs those seconds (3.5 s with the SDK's delays).
+    async fn settled(&self, iam: &Iam, name: &ProfileName) -> Result<Report, VerifyError> {
+        let mut report = self.verify(iam, name).await?;
+        let mut attempt = 0;
+        while report.verdict != Verdict::Healthy && attempt < REREADS && iam.pause(attempt).await {
+            attempt += 1;
+            report = self.verify(iam, name).await?;
+        }
+        Ok(report)
     }
 
     async fn verify(&self, iam: &Iam, name: &ProfileName) -> Result<Report, VerifyError> {
@@ -212,6 +225,9 @@ impl Check {
         Ok(report)
     }
 }
+
+/// How often a report that finds something wrong is read again.
+const REREADS: u32 = 3;
 
 #[cfg(test)]
 mod tests {

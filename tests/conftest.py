@@ -7,6 +7,11 @@ environment implies (ALLOWED_POLICY_ARNS, PERMISSIONS_BOUNDARY_ARN, INLINE_POLIC
 `deployment` fixture's (AllowAdoption, RepairableRoleArns; a module overrides that fixture).
 IAM_AUTHZ=tag-on-create (default), create-only or off chooses how.
 
+Behind the authorizer, the same proxy runs the realistic IAM (local/realistic.py): eventual
+consistency, answers lost after the write, and the quotas and name rules moto does not enforce,
+deterministic from IAM_REALISTIC_SEED (default 1); IAM_REALISTIC=off gives plain moto. A test that
+counts exact requests opts out with `@pytest.mark.plain_iam` (on a module: `pytestmark`).
+
     def test_create(cfn, moto):
         result, response = cfn.send("Create", {"InstanceProfileName": "p", "Tiers": ["WebTier"]})
         assert response["Status"] == "SUCCESS"
@@ -21,7 +26,7 @@ import sys
 
 import pytest
 
-from local import authz
+from local import authz, realistic
 from local.events import make_event
 from local.moto import MotoServer
 from local.proxy import RecordingProxy
@@ -97,13 +102,15 @@ class FunctionStarter:
     FunctionProcess (binary=, log_path=)."""
 
     def __init__(self, runtime: RuntimeApi, moto: MotoServer, evaluator: authz.Evaluator | None,
-                 deployment: dict[str, str]):
+                 deployment: dict[str, str], *, realistic_iam: bool = True):
+        self.realistic_iam = realistic_iam and realistic.enabled()
         self.runtime = runtime
         self.moto = moto
         self.evaluator = evaluator
         self.deployment = deployment
         self.started: list[FunctionProcess] = []
         self.authorizers: list[authz.Authorizer] = []
+        self.realistic: list[realistic.Realistic] = []
         self._proxies: list[RecordingProxy] = []
 
     def __call__(self, extra_env: dict | None = None, *, deployment: dict[str, str] | None = None,
@@ -118,8 +125,8 @@ class FunctionStarter:
                **(extra_env or {})}
         if iam_proxy is not None:
             env["AWS_ENDPOINT_URL_IAM"] = iam_proxy.url
-        if self.evaluator is not None:
-            env["AWS_ENDPOINT_URL_IAM"] = self._authorizing_proxy(env, deployment, iam_proxy)
+        if self.evaluator is not None or self.realistic_iam:
+            env["AWS_ENDPOINT_URL_IAM"] = self._local_iam(env, deployment, iam_proxy)
         process = FunctionProcess(self.runtime, self.moto.url, env, **kwargs)
         self.started.append(process)
         return process.start()
@@ -127,11 +134,30 @@ class FunctionStarter:
     def running(self) -> list[FunctionProcess]:
         return [p for p in self.started if p.returncode is None]
 
-    def _authorizing_proxy(self, env: dict, deployment: dict[str, str] | None,
-                           iam_proxy: RecordingProxy | None) -> str:
-        """The proxy that authorizes the function's IAM requests: the test's own `iam_proxy`
-        (authorization goes before its fault hooks), else a new one in front of where the requests
-        were going. Returns its URL."""
+    def _local_iam(self, env: dict, deployment: dict[str, str] | None,
+                   iam_proxy: RecordingProxy | None) -> str:
+        """Where the function's IAM requests go: IAM's authorization first, then the realistic IAM,
+        then where they were going (moto, or a test's own proxy). With the test's own `iam_proxy`,
+        authorization is its gate (before its fault hooks: a lost answer is retried through it) and
+        the realistic IAM a proxy in front of it. Returns the URL."""
+        authorizer = self._authorizer(env, deployment) if self.evaluator is not None else None
+        layer = realistic.Realistic.from_env(self.moto.url) if self.realistic_iam else None
+        if layer is not None:
+            self.realistic.append(layer)
+        if iam_proxy is not None:
+            iam_proxy.authorize = authorizer
+            if layer is None:
+                return iam_proxy.url
+            front = RecordingProxy(iam_proxy.url, hooks=[layer]).start()
+            self._proxies.append(front)
+            return front.url
+        upstream = env.get("AWS_ENDPOINT_URL_IAM") or self.moto.url
+        proxy = RecordingProxy(upstream, hooks=[layer] if layer is not None else [])
+        proxy.authorize = authorizer
+        self._proxies.append(proxy.start())
+        return proxy.url
+
+    def _authorizer(self, env: dict, deployment: dict[str, str] | None) -> authz.Authorizer:
         parameters = authz.parameters_for(env, **{**self.deployment, **(deployment or {})})
         roles: dict[str, authz.ExecutionRole] = {}
 
@@ -143,14 +169,7 @@ class FunctionStarter:
         authorizer = authz.Authorizer(self.evaluator, role_in, self.moto.url,
                                       tag_on_create=authz.mode() == "tag-on-create")
         self.authorizers.append(authorizer)
-        if iam_proxy is not None:
-            iam_proxy.authorize = authorizer
-            return iam_proxy.url
-        upstream = env.get("AWS_ENDPOINT_URL_IAM") or self.moto.url
-        proxy = RecordingProxy(upstream)
-        proxy.authorize = authorizer
-        self._proxies.append(proxy.start())
-        return proxy.url
+        return authorizer
 
     def stop(self) -> None:
         for process in self.started:
@@ -166,13 +185,18 @@ class FunctionStarter:
 
 
 @pytest.fixture
-def start_function(runtime, clean_moto, evaluator, deployment):
+def start_function(request, runtime, clean_moto, evaluator, deployment):
     """Factory for function processes (see FunctionStarter); all are stopped at
-    teardown, and their logs shown if the test fails."""
+    teardown, and their logs shown if the test fails. `@pytest.mark.plain_iam` turns the
+    realistic IAM off for a test."""
     runtime.clear_records()
-    starter = FunctionStarter(runtime, clean_moto, evaluator, deployment)
+    plain = request.node.get_closest_marker("plain_iam") is not None
+    starter = FunctionStarter(runtime, clean_moto, evaluator, deployment, realistic_iam=not plain)
     yield starter
     starter.stop()
+    for layer in starter.realistic:
+        if layer.observed:
+            print(f"realistic IAM: {dict(layer.observed)}", file=sys.stderr)
     for denial in starter.denials:
         print(f"local IAM denied {denial.action} on {denial.resource} (context {dict(denial.context)})",
               file=sys.stderr)

@@ -88,6 +88,7 @@ def assert_complete(state: dict, profile: str, policies=ALL_TIERS, logical_id: s
 # --- Crash matrix: the k-th mutating call fails for good ---------------------------------------
 
 
+@pytest.mark.plain_iam  # counts the calls exactly; a lost answer adds the SDK's repetition
 def test_the_matrix_covers_every_mutating_call(through_proxy, proxy, cfn, moto):
     """The matrices below fail calls 1..CREATE_CALLS and kill after calls 1..DELETE_CALLS: this
     checks those are all the calls there are, so a new call cannot escape the matrix."""
@@ -240,7 +241,9 @@ def test_every_mutating_call_failing_once_is_retried(through_proxy, proxy, cfn, 
 
 
 def test_the_other_409s_are_answers_not_retried(through_proxy, proxy, cfn, moto):
-    """DeleteConflict is a 409 too, but no fault: one attempt, and the Reason names it."""
+    """DeleteConflict is a 409 too, but no fault the SDK retries: the teardown reads IAM again and
+    repeats itself a few times (IAM can answer it for a moment after the role left its profile),
+    then the Reason names it."""
     through_proxy()
     succeeded(cfn.send("Create", {"InstanceProfileName": "conflict"})[1])
     attempts = []
@@ -255,7 +258,7 @@ def test_the_other_409s_are_answers_not_retried(through_proxy, proxy, cfn, moto)
     result, response = cfn.send("Delete", {"InstanceProfileName": "conflict"}, physical_id="conflict")
     failed(response, result)
     assert "iam:DeleteRole" in response["Reason"] and "DeleteConflict" in response["Reason"]
-    assert len(attempts) == 1
+    assert 1 < len(attempts) <= 6
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
