@@ -203,6 +203,13 @@ def start_function(request, runtime, clean_moto, evaluator, deployment):
 
 
 @pytest.fixture
+def proxy(clean_moto):
+    """A RecordingProxy in front of moto, for a test's own hooks (a module may override it)."""
+    with RecordingProxy(clean_moto.url) as proxy:
+        yield proxy
+
+
+@pytest.fixture
 def function(start_function) -> FunctionProcess:
     """One function process with the default test configuration, on a clean moto."""
     return start_function()

@@ -9,17 +9,10 @@ import pytest
 
 from faults import Always, HideProfile
 from helpers import WEB, failed, succeeded
-from local.proxy import RecordingProxy
 
 NAME = "eb-web"
 PROPS = {"InstanceProfileName": NAME, "Tiers": ["WebTier"]}
 INTERVAL_MS = 20
-
-
-@pytest.fixture
-def proxy(clean_moto):
-    with RecordingProxy(clean_moto.url) as proxy:
-        yield proxy
 
 
 @pytest.fixture

@@ -26,12 +26,6 @@ MISSING_POLICY = "arn:aws:iam::aws:policy/AWSElasticBeanstalkRetired"
 
 
 @pytest.fixture
-def proxy(clean_moto):
-    with RecordingProxy(clean_moto.url) as proxy:
-        yield proxy
-
-
-@pytest.fixture
 def through_proxy(start_function, proxy):
     def start(extra_env: dict | None = None):
         return start_function({"AWS_ENDPOINT_URL_IAM": proxy.url, **(extra_env or {})})
