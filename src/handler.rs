@@ -166,18 +166,19 @@ pub async fn handle(
         if let Some(records) = payload.get("Records") {
             return sns(&env, records, deadline).await;
         }
+        // Direct requests wait out IAM's propagation until a second before the deadline.
+        let settle = deadline
+            .checked_sub(std::time::Duration::from_secs(1))
+            .unwrap_or(deadline);
         if heal::is_event(&payload) {
             let config = &env.config;
             let policies = &config.rules.policies;
-            return Ok(heal::handle(&env.iam, policies, &config.healing, &payload).await);
+            let iam = env.iam.settling_until(settle);
+            return Ok(heal::handle(&iam, policies, &config.healing, &payload).await);
         }
         if payload.get("Action").is_some() {
             let check = verify::Check::parse(payload)?;
             tracing::info!(action = ?check.action, profile = %shown(&check.instance_profile_name), "direct request");
-            // IAM's propagation is waited out until a second before the deadline.
-            let settle = deadline
-                .checked_sub(std::time::Duration::from_secs(1))
-                .unwrap_or(deadline);
             let report = check
                 .run(&env.iam.settling_until(settle), &env.config)
                 .await?;

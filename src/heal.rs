@@ -501,8 +501,19 @@ async fn undo_inner(
         }),
         role: role_name.clone(),
     };
-    iam.apply(&target, &step).await?;
-    Ok(Ok(step))
+    match iam.apply(&target, &step).await {
+        // IAM answers LimitExceeded when the profile holds a role by now: another undo of the same
+        // removal (a repeated event, or one handled at the same time) got there first, or someone
+        // put a role in. Either way the profile is no longer empty, which is all this undo does.
+        Err(e) if step == Step::AddRoleToProfile && e.is("LimitExceeded") => {
+            Ok(Err(Skip::AlreadyUndone(format!(
+                "instance profile {} holds a role again",
+                target.profile
+            ))))
+        }
+        Err(e) => Err(e),
+        Ok(()) => Ok(Ok(step)),
+    }
 }
 
 #[cfg(test)]
