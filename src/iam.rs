@@ -551,9 +551,20 @@ impl Iam {
         step: &Step,
         denied: IamError,
     ) -> Result<(), IamError> {
+        // A read that fails leaves the denial standing: it names the action that was denied.
         let (wanted, have) = match step {
-            Step::TagRole(tags) => (tags, self.role(&target.role).await?.map(|r| r.tags)),
-            Step::TagProfile(tags) => (tags, self.profile(&target.profile).await?.map(|p| p.tags)),
+            Step::TagRole(tags) => (
+                tags,
+                self.role(&target.role).await.ok().flatten().map(|r| r.tags),
+            ),
+            Step::TagProfile(tags) => (
+                tags,
+                self.profile(&target.profile)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|p| p.tags),
+            ),
             _ => return Err(denied),
         };
         match have {
