@@ -3,14 +3,20 @@
 //! The rules that make the resource safe to retry and to roll back live here:
 //! * only entities carrying this resource's ownership tags are changed or deleted;
 //! * a Create delivered twice converges on what the first delivery made (same generated names);
-//! * a failed Create removes what it made and answers with an id that a later Delete handles;
-//! * a replacement never reuses the names of the entities it replaces.
+//! * a failed Create removes nothing: it answers FAILED with the name of the profile it was making,
+//!   and the Delete CloudFormation sends on rollback removes what it made. A Create can be
+//!   delivered again after its SUCCESS was sent, so an undo in the Create could take away what a
+//!   SUCCESS reported;
+//! * a replacement never reuses the names of the entities it replaces, and a failed one removes
+//!   exactly what its own request created (the entities carrying its RequestId), as CloudFormation
+//!   never learns their names.
 
 use crate::config::{Config, Propagation};
 use crate::iam::{Iam, IamError};
-use crate::names::{PolicyName, ProfileName, RoleName};
+use crate::names::{self, PolicyName, ProfileName, RoleName};
 use crate::plan::{
-    self, Desired, Found, Owned, Owner, ProfileState, RoleState, TAG_ROLE_NAME, Tagged, Target,
+    self, Desired, Fate, Found, FoundProfile, FoundRole, Owned, Owner, ProfileState, RoleState,
+    TAG_REQUEST_ID, TAG_ROLE_NAME, Tagged, Target,
 };
 use crate::protocol::{Kind, Outcome, Request};
 use crate::spec::{InvalidProperty, Spec};
@@ -82,6 +88,20 @@ pub enum Error {
         source: IamError,
     },
     #[error(
+        "timed out: IAM did not finish making instance profile {profile} and role {role} in the \
+         time left; the rest was kept for removing them and answering"
+    )]
+    Overran { profile: String, role: String },
+    #[error(
+        "removing them did not finish in time either: instance profile {profile} and role {role} \
+         may remain, tagged {TAG_REQUEST_ID}={request_id}; no stack tracks them: delete them"
+    )]
+    UndoOverran {
+        profile: String,
+        role: String,
+        request_id: String,
+    },
+    #[error(
         "instance profile {profile} holds role {held}, not {wanted}; an instance profile holds one \
          role, and an adopted one is not emptied"
     )]
@@ -90,6 +110,23 @@ pub enum Error {
         held: String,
         wanted: String,
     },
+}
+
+impl Error {
+    /// Whether this is the function refusing the state of entities it did not make (or a
+    /// template the account cannot hold), rather than IAM failing: every delivery of the same
+    /// request meets it alike.
+    fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::Invalid(_)
+                | Self::NotOwned { .. }
+                | Self::TrustPolicy(_)
+                | Self::AdoptedBoundary { .. }
+                | Self::Quota { .. }
+                | Self::HoldsOtherRole { .. }
+        )
+    }
 }
 
 /// Handles one request. Every path ends in an [`Outcome`]; nothing here returns early unanswered.
@@ -136,17 +173,37 @@ async fn create(iam: &Iam, config: &Config, request: &Request, deadline: Instant
         target: &target,
         spec: &spec,
         owner: &owner,
+        request_id: request.request_id(),
     };
-    match build_new(iam, config, desired, deadline).await {
+    match build_new(iam, config, desired, settle_deadline(deadline)).await {
         Ok(built) => success(desired, &built, "created"),
-        Err((error, made)) => {
-            // Whatever this resource owns at these names was made for this Create (by this delivery
-            // or an earlier one of the same request): remove it all.
-            let undo = discard(iam, &target, &owner, (true, true), made).await;
+        // A refusal is met by every delivery of the request alike: what this one made is removed.
+        Err((error, seen)) if error.is_refusal() => {
+            let undo = undo_request(
+                iam,
+                &target,
+                &owner,
+                request.request_id(),
+                seen,
+                Reach::Delivery,
+            )
+            .await;
             Outcome::failed(target.profile.to_string(), with_undo(error, undo))
         }
+        // Otherwise nothing is undone here: what this resource owns at these names may be what an
+        // earlier delivery of this same request made and answered SUCCESS for. The
+        // PhysicalResourceId names it, and the Delete that CloudFormation sends on rollback
+        // removes it.
+        Err((error, _)) => Outcome::failed(
+            target.profile.to_string(),
+            format!("{error}; {LEFT_FOR_ROLLBACK}"),
+        ),
     }
 }
+
+/// Said in the Reason of a failed Create.
+const LEFT_FOR_ROLLBACK: &str = "nothing was removed: the Delete that CloudFormation sends on \
+     rollback removes what this Create made";
 
 async fn update(
     iam: &Iam,
@@ -231,7 +288,7 @@ impl Change<'_> {
             (Some(_), None) => false,
             // The default role is named after the profile when that fits, else generated.
             (None, Some(have)) => {
-                RoleName::parse(self.physical_id).map_or(true, |r| r.same_entity(have.as_str()))
+                default_role(self.physical_id).is_none_or(|r| r.same_entity(have.as_str()))
             }
             (None, None) => true,
         };
@@ -246,10 +303,7 @@ impl Change<'_> {
             .map_err(|_| Error::UnknownPhysicalId(physical_id.into()))?;
         // The role is usually the template's RoleName or named after the profile: read it together
         // with the profile, and again only if the profile names another.
-        let guess = spec
-            .role_name
-            .clone()
-            .or_else(|| RoleName::parse(physical_id).ok());
+        let guess = spec.role_name.clone().or_else(|| default_role(physical_id));
         let (existing, guessed) = tokio::join!(
             async {
                 match current {
@@ -285,6 +339,7 @@ impl Change<'_> {
             target: &target,
             spec,
             owner,
+            request_id: self.request.request_id(),
         };
         let built = build(iam, desired, self.old, Order::ReadFirst, known)
             .await
@@ -316,25 +371,53 @@ impl Change<'_> {
             .as_deref()
             .and_then(role_of)
             .or_else(|| self.old.and_then(|o| o.role_name.clone()))
-            .or_else(|| RoleName::parse(physical_id).ok());
+            .or_else(|| default_role(physical_id));
         if old_role.is_some_and(|r| target.role.same_entity(r.as_str())) {
             return Err(needs_new_name("RoleName", target.role.as_str()));
         }
+        let request_id = self.request.request_id();
         let desired = Desired {
             target: &target,
             spec,
             owner,
+            request_id,
         };
-        match build_new(iam, self.config, desired, self.deadline).await {
-            // CloudFormation sees the new PhysicalResourceId and later deletes the old one.
-            Ok(built) => Ok(success(desired, &built, "replaced")),
-            Err((error, made)) => {
-                // Only what this request made: an owned entity that existed already may be the
-                // original that a rollback is returning to.
-                let undo = discard(iam, &target, owner, made, made).await;
-                Ok(Outcome::failed(physical_id, with_undo(error, undo)))
-            }
-        }
+        // The work stops early enough to remove what it made: CloudFormation never learns the
+        // new names of a failed replacement, so nothing else ever would.
+        let stop = settle_deadline(self.deadline);
+        let (error, seen) =
+            match tokio::time::timeout_at(stop, build_new(iam, self.config, desired, stop)).await {
+                // CloudFormation sees the new PhysicalResourceId and later deletes the old one.
+                Ok(Ok(built)) => return Ok(success(desired, &built, "replaced")),
+                Ok(Err(failed)) => failed,
+                Err(_) => {
+                    tracing::error!("replacement overran its time: removing what it made");
+                    let error = Error::Overran {
+                        profile: target.profile.to_string(),
+                        role: target.role.to_string(),
+                    };
+                    (error, Seen::default())
+                }
+            };
+        // Only what this request created: an owned entity that existed already may be the
+        // original that a rollback is returning to.
+        let undo_until = self
+            .deadline
+            .checked_sub(UNDO_MARGIN)
+            .unwrap_or(self.deadline);
+        let undo = tokio::time::timeout_at(
+            undo_until,
+            undo_request(iam, &target, owner, request_id, seen, Reach::Request),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::UndoOverran {
+                profile: target.profile.to_string(),
+                role: target.role.to_string(),
+                request_id: request_id.to_owned(),
+            })
+        });
+        Ok(Outcome::failed(physical_id, with_undo(error, undo)))
     }
 }
 
@@ -355,7 +438,7 @@ async fn delete(iam: &Iam, request: &Request, physical_id: &str) -> Outcome {
             .get("RoleName")
             .and_then(Value::as_str)
             .and_then(|r| RoleName::parse(r).ok())
-            .or_else(|| RoleName::parse(physical_id).ok());
+            .or_else(|| default_role(physical_id));
         let (profile, guessed) = tokio::join!(iam.profile(&profile_name), async {
             match &guess {
                 Some(name) => role_with_inline(iam, name).await,
@@ -387,13 +470,13 @@ async fn delete(iam: &Iam, request: &Request, physical_id: &str) -> Outcome {
             &target,
             &owner,
             profile,
-            (true, true),
+            Scope::Resource,
             known,
             expect_role,
         )
         .await?;
         let what = describe(&target, &found);
-        tear_down(iam, &target, &owner, (true, true), found).await?;
+        tear_down(iam, &target, &owner, Scope::Resource, found).await?;
         Ok::<_, Error>(Some(what))
     }
     .await;
@@ -428,17 +511,109 @@ fn describe(target: &Target, found: &Found) -> String {
             format!("deleted {what}")
         })
     };
-    if let Some((p, true)) = &found.profile {
-        say(p.adopted(), format!("instance profile {}", target.profile));
+    if let Some(FoundProfile {
+        state,
+        fate: Fate::Delete,
+    }) = &found.profile
+    {
+        say(
+            state.adopted(),
+            format!("instance profile {}", target.profile),
+        );
     }
-    if let Some((r, _)) = &found.role {
-        say(r.adopted(), format!("role {}", target.role));
+    if let Some(FoundRole { state, .. }) = &found.role {
+        say(state.adopted(), format!("role {}", target.role));
     }
     parts.join("; ")
 }
 
-/// Which of (profile, role) a request made, as opposed to found already there.
-type Made = (bool, bool);
+/// The role of the profile a PhysicalResourceId names, when the template names none.
+fn default_role(physical_id: &str) -> Option<RoleName> {
+    ProfileName::parse(physical_id)
+        .ok()
+        .map(|p| names::default_role(&p))
+}
+
+/// What a build learned of whether an entity exists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Presence {
+    /// Nothing: its create failed, or never ran.
+    #[default]
+    Unknown,
+    /// IAM showed it: a read, or a create that met EntityAlreadyExists (made by an earlier
+    /// delivery, or by this one when an answer was lost).
+    Found,
+    /// This delivery's create was answered with it: it did not exist before.
+    Created,
+}
+
+impl Presence {
+    /// An undo that reads an entity IAM has shown as absent has met a stale replica: it reads
+    /// again.
+    fn retries(self) -> u32 {
+        match self {
+            Self::Unknown => 0,
+            Self::Found | Self::Created => crate::iam::READ_RETRIES,
+        }
+    }
+}
+
+/// What a build learned of the profile and the role, for an undo.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    profile: Presence,
+    role: Presence,
+}
+
+/// What a step of a build says of an entity's existence.
+fn presence<S>(ensured: &Result<(S, Presence), Error>) -> Presence {
+    match ensured {
+        Ok((_, presence)) => *presence,
+        Err(_) => Presence::Unknown,
+    }
+}
+
+/// How far the undo of a failed build reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Everything the request created (its RequestId tag), answered or not: a failed replacement,
+    /// whose new names CloudFormation never learns.
+    Request,
+    /// Only what this delivery's own creates were answered with: a Create refused for the state
+    /// of things it did not make, which every other delivery meets too, so that none of them
+    /// can have answered SUCCESS.
+    Delivery,
+}
+
+/// Which owned entities at a resource's names a teardown removes.
+#[derive(Debug, Clone, Copy)]
+enum Scope<'a> {
+    /// Everything this resource owns there (Delete).
+    Resource,
+    /// What the request with this id created (the undo of a failed replacement). An owned
+    /// profile that was there before is kept and only loses the role being deleted.
+    Request(&'a str),
+}
+
+impl Scope<'_> {
+    fn covers<T: Tagged>(self, entity: &Owned<T>) -> bool {
+        match self {
+            Self::Resource => true,
+            Self::Request(id) => entity.created_by(id),
+        }
+    }
+
+    fn fate(self, profile: &Owned<ProfileState>) -> Fate {
+        if self.covers(profile) {
+            Fate::Delete
+        } else {
+            Fate::Keep
+        }
+    }
+}
+
+/// Kept between the end of an undo and the end of the work, for the answer to be made in time.
+const UNDO_MARGIN: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Whether to try creating entities first (Create: they usually do not exist) or to read first
 /// (Update: they usually do).
@@ -460,7 +635,6 @@ struct Known {
 struct Built {
     role_arn: String,
     profile_arn: String,
-    made: Made,
 }
 
 /// Until when a request waits for IAM to propagate: early enough to remove what was made and answer.
@@ -470,21 +644,23 @@ fn settle_deadline(deadline: Instant) -> Instant {
 }
 
 /// Builds new entities (a Create or a replacement) and, unless the template says not to, waits
-/// until IAM shows the profile with its role.
+/// until IAM shows the profile with its role, at most until `wait_until`.
 async fn build_new(
     iam: &Iam,
     config: &Config,
     desired: Desired<'_>,
-    deadline: Instant,
-) -> Result<Built, (Error, Made)> {
+    wait_until: Instant,
+) -> Result<Built, (Error, Seen)> {
     let built = build(iam, desired, None, Order::CreateFirst, Known::default()).await?;
-    // Stop waiting early enough to remove what was made, should the profile never show.
-    let wait_until = settle_deadline(deadline);
     if desired.spec.wait_for_propagation
         && let Err(e) =
             wait_until_visible(iam, desired.target, &config.propagation, wait_until).await
     {
-        return Err((e, built.made));
+        let seen = Seen {
+            profile: Presence::Found,
+            role: Presence::Found,
+        };
+        return Err((e, seen));
     }
     Ok(built)
 }
@@ -525,31 +701,31 @@ async fn wait_until_visible(
 }
 
 /// Makes the role and profile exist, owned, and converges them on `desired`.
-/// On failure, also says which entities this call made, for the caller to undo.
+/// On failure, also says which entities IAM showed to exist, for an undo.
 async fn build(
     iam: &Iam,
     desired: Desired<'_>,
     old: Option<&Spec>,
     order: Order,
     known: Known,
-) -> Result<Built, (Error, Made)> {
+) -> Result<Built, (Error, Seen)> {
     let (role, profile) = tokio::join!(
         ensure_role(iam, desired, order, known.role),
         ensure_profile(iam, desired, order, known.profile)
     );
-    let made = (
-        matches!(profile, Ok((_, true))),
-        matches!(role, Ok((_, true))),
-    );
+    let seen = Seen {
+        profile: presence(&profile),
+        role: presence(&role),
+    };
     let ((role, _), (profile, _)) = match (role, profile) {
         (Ok(role), Ok(profile)) => (role, profile),
-        (Err(e), _) | (_, Err(e)) => return Err((e, made)),
+        (Err(e), _) | (_, Err(e)) => return Err((e, seen)),
     };
     if role.adopted()
         && !desired.spec.repair_trust_policy
         && !crate::spec::trust_allows_ec2(&role.trust_policy)
     {
-        return Err((Error::TrustPolicy(desired.target.role.to_string()), made));
+        return Err((Error::TrustPolicy(desired.target.role.to_string()), seen));
     }
     if profile.adopted()
         && let Some(held) = profile
@@ -562,7 +738,7 @@ async fn build(
             held: held.clone(),
             wanted: desired.target.role.to_string(),
         };
-        return Err((error, made));
+        return Err((error, seen));
     }
     if role.adopted()
         && let Some(want) = &desired.spec.permissions_boundary
@@ -573,18 +749,17 @@ async fn build(
             have: role.permissions_boundary.clone(),
             want: want.clone(),
         };
-        return Err((error, made));
+        return Err((error, seen));
     }
     let plan = plan::converge(desired, &role, &profile, old);
     // An adopted role is only ever added to, and the execution role lets the function take nothing
     // away from it: what a failed plan attached stays, as after any adoption.
     if let Err(error) = run_within_quota(iam, desired, &plan).await {
-        return Err((error, made));
+        return Err((error, seen));
     }
     Ok(Built {
         role_arn: role.into_inner().arn,
         profile_arn: profile.into_inner().arn,
-        made,
     })
 }
 
@@ -629,7 +804,7 @@ fn quota_error(desired: Desired<'_>, error: IamError) -> Error {
 }
 
 /// The entity as owned, `None` if absent, or [`Error::NotOwned`]. With `adopt`, an entity that
-/// belongs to no one of this function's is taken over instead.
+/// belongs to no resource of this function's is taken over instead.
 fn check_owned<T: Tagged>(
     owner: &Owner,
     entity: &'static str,
@@ -640,19 +815,15 @@ fn check_owned<T: Tagged>(
     let Some(state) = state else {
         return Ok(None);
     };
-    match owner.claim(state) {
-        Ok(owned) => Ok(Some(owned)),
-        // Another resource of this function owns it: never taken, adoption or not.
-        Err(other) if other.tags().contains_key(plan::TAG_STACK_ID) => Err(Error::NotOwned {
-            entity,
-            name: name.into(),
-        }),
-        Err(other) if adopt => Ok(Some(owner.adopt(other))),
-        Err(_) => Err(Error::NotOwned {
-            entity,
-            name: name.into(),
-        }),
-    }
+    let claimed = if adopt {
+        owner.claim_or_adopt(state)
+    } else {
+        owner.claim(state)
+    };
+    claimed.map(Some).map_err(|_| Error::NotOwned {
+        entity,
+        name: name.into(),
+    })
 }
 
 /// The entity if it exists and is owned; `None` otherwise.
@@ -663,7 +834,7 @@ fn if_owned<T: Tagged>(owner: &Owner, state: Option<T>) -> Option<Owned<T>> {
 /// Makes an entity exist, reading first (or using what this request `known`s already) or creating
 /// first. When creation finds the name taken
 /// (a duplicate delivery got there first, or someone else), the entity is read and ownership
-/// decides. Returns the state and whether this call created it.
+/// decides. Says whether this call's create made it.
 async fn ensure<S, Read, Create>(
     iam: &Iam,
     order: Order,
@@ -671,7 +842,7 @@ async fn ensure<S, Read, Create>(
     read: impl Fn() -> Read,
     create: impl FnOnce() -> Create,
     vanished: impl FnOnce() -> Error,
-) -> Result<(S, bool), Error>
+) -> Result<(S, Presence), Error>
 where
     Read: Future<Output = Result<Option<S>, Error>>,
     Create: Future<Output = Result<Option<S>, Error>>,
@@ -682,16 +853,16 @@ where
             None => read().await?,
         };
         if let Some(state) = first {
-            return Ok((state, false));
+            return Ok((state, Presence::Found));
         }
     }
     match create().await? {
-        Some(state) => Ok((state, true)),
+        Some(state) => Ok((state, Presence::Created)),
         // EntityAlreadyExists: an earlier delivery made it, or this request did and its answer
         // was lost. IAM has just said it exists, so a read that misses it is read again.
         None => read_expecting(iam, crate::iam::READ_RETRIES, read)
             .await?
-            .map(|s| (s, false))
+            .map(|s| (s, Presence::Found))
             .ok_or_else(vanished),
     }
 }
@@ -725,7 +896,7 @@ async fn ensure_role(
     d: Desired<'_>,
     order: Order,
     known: Option<Option<RoleState>>,
-) -> Result<(Owned<RoleState>, bool), Error> {
+) -> Result<(Owned<RoleState>, Presence), Error> {
     let name = &d.target.role;
     let adopt = d.spec.adopt_existing;
     let known = known.map(|raw| check_owned(d.owner, "Role", name.as_str(), raw, adopt));
@@ -735,7 +906,9 @@ async fn ensure_role(
         known,
         || async { check_owned(d.owner, "Role", name.as_str(), iam.role(name).await?, adopt) },
         || async {
-            let created = iam.create_role(name, d.spec, &d.role_tags()).await?;
+            let created = iam
+                .create_role(name, d.spec, &d.role_creation_tags())
+                .await?;
             Ok(created.map(|arn| d.created_role(arn)))
         },
         || Error::Vanished {
@@ -751,7 +924,7 @@ async fn ensure_profile(
     d: Desired<'_>,
     order: Order,
     known: Option<Option<ProfileState>>,
-) -> Result<(Owned<ProfileState>, bool), Error> {
+) -> Result<(Owned<ProfileState>, Presence), Error> {
     let name = &d.target.profile;
     let entity = "Instance profile";
     let adopt = d.spec.adopt_existing;
@@ -771,7 +944,7 @@ async fn ensure_profile(
         },
         || async {
             let created = iam
-                .create_profile(name, &d.spec.path, &d.profile_tags())
+                .create_profile(name, &d.spec.path, &d.profile_creation_tags())
                 .await?;
             Ok(created.map(|arn| d.created_profile(arn)))
         },
@@ -783,31 +956,32 @@ async fn ensure_profile(
     .await
 }
 
-/// Reads the owned entities at `target` among `which` (profile, role), with what Delete needs.
-/// A role that reads as absent is read again up to `expect_role` times (see [`read_expecting`]).
+/// The owned entities at `target` that `scope` covers, with what a teardown needs: `profile` as
+/// read, the role read here unless `known_role` has it. A role that reads as absent is read again
+/// up to `expect_role` times (see [`read_expecting`]).
 async fn find_owned(
     iam: &Iam,
     target: &Target,
     owner: &Owner,
     profile: Option<Owned<ProfileState>>,
-    which: Made,
+    scope: Scope<'_>,
     known_role: Option<Option<(RoleState, Vec<PolicyName>)>>,
     expect_role: u32,
 ) -> Result<Found, Error> {
-    let role = if which.1 {
-        let raw = match known_role {
-            Some(Some(known)) => Some(known),
-            Some(None) if expect_role == 0 => None,
-            _ => read_expecting(iam, expect_role, || role_with_inline(iam, &target.role)).await?,
-        };
-        raw.and_then(|(role, inline)| owner.claim(role).ok().map(|r| (r, inline)))
-    } else {
-        None
+    let raw = match known_role {
+        Some(Some(known)) => Some(known),
+        Some(None) if expect_role == 0 => None,
+        _ => read_expecting(iam, expect_role, || role_with_inline(iam, &target.role)).await?,
     };
-    Ok(Found {
-        profile: profile.map(|p| (p, which.0)),
-        role,
-    })
+    let role = raw.and_then(|(role, inline)| {
+        let state = owner.claim(role).ok().filter(|r| scope.covers(r))?;
+        Some(FoundRole { state, inline })
+    });
+    let profile = profile.map(|state| FoundProfile {
+        fate: scope.fate(&state),
+        state,
+    });
+    Ok(Found { profile, role })
 }
 
 /// The role with the names of its inline policies, read at once; `None` if there is no such role.
@@ -826,40 +1000,44 @@ async fn role_with_inline(
     Ok(Some((role, inline)))
 }
 
-/// Deletes the owned entities at `target` among `which`. Returns what could not be undone.
-/// The entities in `made` were made by this request: a read that misses them is repeated.
-async fn discard(
+/// Removes what the request `request_id` created at `target` (the entities carrying its
+/// [`TAG_REQUEST_ID`]), as far as `reach` goes. An entity `seen` to exist that reads as absent is
+/// read again.
+async fn undo_request(
     iam: &Iam,
     target: &Target,
     owner: &Owner,
-    which: Made,
-    made: Made,
+    request_id: &str,
+    seen: Seen,
+    reach: Reach,
 ) -> Result<(), Error> {
-    if !which.0 && !which.1 {
-        return Ok(());
-    }
     let read_profile = || async { Ok::<_, Error>(iam.profile(&target.profile).await?) };
     let (profile, role) = tokio::join!(
-        async {
-            if made.0 {
-                read_expecting(iam, crate::iam::READ_RETRIES, read_profile).await
-            } else {
-                read_profile().await
-            }
-        },
-        async {
-            if which.1 {
-                role_with_inline(iam, &target.role).await
-            } else {
-                Ok(None)
-            }
-        }
+        read_expecting(iam, seen.profile.retries(), read_profile),
+        read_expecting(iam, seen.role.retries(), || role_with_inline(
+            iam,
+            &target.role
+        )),
     );
+    let scope = Scope::Request(request_id);
     let profile = if_owned(owner, profile?);
-    let expect_role = if made.1 { crate::iam::READ_RETRIES } else { 0 };
-    let found = find_owned(iam, target, owner, profile, which, Some(role?), expect_role).await?;
-    tear_down(iam, target, owner, which, found).await?;
-    Ok(())
+    let mut found = find_owned(iam, target, owner, profile, scope, Some(role?), 0).await?;
+    if reach == Reach::Delivery {
+        if seen.role != Presence::Created {
+            found.role = None;
+        }
+        if seen.profile != Presence::Created
+            && let Some(profile) = &mut found.profile
+        {
+            profile.fate = Fate::Keep;
+        }
+    }
+    tracing::info!(
+        profile = found.profile.as_ref().map(|p| p.fate == Fate::Delete),
+        role = found.role.is_some(),
+        "removing what this request created"
+    );
+    tear_down(iam, target, owner, scope, found).await
 }
 
 /// How often a teardown that meets DeleteConflict reads IAM again and repeats itself.
@@ -876,7 +1054,7 @@ async fn tear_down(
     iam: &Iam,
     target: &Target,
     owner: &Owner,
-    which: Made,
+    scope: Scope<'_>,
     mut found: Found,
 ) -> Result<(), Error> {
     let mut attempt = 0;
@@ -890,7 +1068,7 @@ async fn tear_down(
                 attempt += 1;
                 let profile = if_owned(owner, iam.profile(&target.profile).await?);
                 let known = found.role.is_none().then_some(None);
-                found = find_owned(iam, target, owner, profile, which, known, 0).await?;
+                found = find_owned(iam, target, owner, profile, scope, known, 0).await?;
             }
             other => return other.map_err(Error::from),
         }

@@ -196,9 +196,44 @@ pub fn generated(stack_id: &str, logical_id: &str, request_id: &str) -> String {
     format!("{prefix}-{suffix}")
 }
 
+/// The name of the role of a profile whose template names none: the profile's own name when it fits
+/// a role (64 characters against a profile's 128), else its first characters and a digest of the
+/// whole name. It follows from the profile's name alone, so that a Delete, which knows only the
+/// PhysicalResourceId, finds the role even when the profile that would name it was never made.
+pub fn default_role(profile: &ProfileName) -> RoleName {
+    RoleName::parse(profile.as_str()).unwrap_or_else(|_| {
+        let digest = Sha256::digest(profile.as_str().as_bytes());
+        let suffix: String = digest
+            .iter()
+            .take(SUFFIX_LEN / 2)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let prefix: String = profile
+            .as_str()
+            .chars()
+            .take(RoleName::MAX - SUFFIX_LEN - 1)
+            .collect();
+        RoleName::parse(&format!("{prefix}-{suffix}"))
+            .expect("a profile name's characters are valid in a role name")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_profile_name_gives_a_role_name_of_its_own() {
+        let short = ProfileName::parse("web").unwrap();
+        assert_eq!(default_role(&short).as_str(), "web");
+        let long = ProfileName::parse(&"p".repeat(100)).unwrap();
+        let role = default_role(&long);
+        assert_eq!(role.as_str().len(), RoleName::MAX);
+        assert!(role.as_str().starts_with(&"p".repeat(51)));
+        assert_eq!(default_role(&long), role, "the same profile, the same role");
+        let other = ProfileName::parse(&format!("{}q", "p".repeat(99))).unwrap();
+        assert_ne!(default_role(&other), role);
+    }
 
     const STACK: &str = "arn:aws:cloudformation:us-east-1:123456789012:stack/web-app/0f1e2d3c-aaaa";
 

@@ -21,8 +21,18 @@ pub const TAG_ROLE_NAME: &str = "eb-instance-profile:role-name";
 /// Tag marking an entity that existed before this resource took it over (AdoptExisting): it is
 /// only ever added to, and Delete leaves it in place.
 pub const TAG_ADOPTED: &str = "eb-instance-profile:adopted";
+/// Tag naming the CloudFormation request (its RequestId) that created an entity. A failed
+/// replacement tells what it made from everything else at the same names by this tag, even when a
+/// create's answer was lost and the retry met EntityAlreadyExists.
+pub const TAG_REQUEST_ID: &str = "eb-instance-profile:request-id";
 /// Every tag key the function manages itself.
-pub const OWN_TAG_KEYS: [&str; 4] = [TAG_STACK_ID, TAG_LOGICAL_ID, TAG_ROLE_NAME, TAG_ADOPTED];
+pub const OWN_TAG_KEYS: [&str; 5] = [
+    TAG_STACK_ID,
+    TAG_LOGICAL_ID,
+    TAG_ROLE_NAME,
+    TAG_ADOPTED,
+    TAG_REQUEST_ID,
+];
 
 pub type Tags = BTreeMap<String, String>;
 
@@ -63,28 +73,53 @@ pub trait Tagged {
     fn tags(&self) -> &Tags;
 }
 
+/// How an owned entity came to be this resource's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Created by a request of this resource: Delete deletes it.
+    Created,
+    /// There before, taken over with AdoptExisting: only ever added to; Delete gives it back.
+    Adopted,
+}
+
 /// An entity whose ownership tags name this resource, or that it is taking over. Plans are built
 /// only from these, so no IAM call that changes or deletes something can be planned for an entity
-/// whose ownership was not checked first.
+/// whose ownership was not checked first. The only ways to one are [`Owner::claim`],
+/// [`Owner::claim_or_adopt`] and the states of entities a request has just created.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owned<T>(T, bool);
+pub struct Owned<T> {
+    state: T,
+    origin: Origin,
+}
 
 impl<T> std::ops::Deref for Owned<T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        &self.0
+        &self.state
     }
 }
 
 impl<T> Owned<T> {
     pub fn into_inner(self) -> T {
-        self.0
+        self.state
+    }
+
+    pub fn origin(&self) -> Origin {
+        self.origin
     }
 
     /// Whether the entity was adopted rather than made by this resource.
     pub fn adopted(&self) -> bool {
-        self.1
+        self.origin == Origin::Adopted
+    }
+}
+
+impl<T: Tagged> Owned<T> {
+    /// Whether the request `request_id` created this entity (its request-id tag says so).
+    pub fn created_by(&self, request_id: &str) -> bool {
+        self.origin == Origin::Created
+            && self.state.tags().get(TAG_REQUEST_ID).map(String::as_str) == Some(request_id)
     }
 }
 
@@ -92,17 +127,28 @@ impl Owner {
     /// The entity as this resource's, if its tags say so; else back unchanged.
     pub fn claim<T: Tagged>(&self, state: T) -> Result<Owned<T>, T> {
         if self.owns(state.tags()) {
-            let adopted = state.tags().contains_key(TAG_ADOPTED);
-            Ok(Owned(state, adopted))
+            let origin = if state.tags().contains_key(TAG_ADOPTED) {
+                Origin::Adopted
+            } else {
+                Origin::Created
+            };
+            Ok(Owned { state, origin })
         } else {
             Err(state)
         }
     }
 
-    /// Takes over an entity someone else made (AdoptExisting); the plan then tags it as this
-    /// resource's and adopted.
-    pub fn adopt<T: Tagged>(&self, state: T) -> Owned<T> {
-        Owned(state, true)
+    /// AdoptExisting: the entity as this resource's if its tags say so, else taken over, unless
+    /// another resource of this function owns it (never taken, adoption or not). The plan then
+    /// tags a taken-over entity as this resource's and adopted.
+    pub fn claim_or_adopt<T: Tagged>(&self, state: T) -> Result<Owned<T>, T> {
+        match self.claim(state) {
+            Err(state) if !state.tags().contains_key(TAG_STACK_ID) => Ok(Owned {
+                state,
+                origin: Origin::Adopted,
+            }),
+            claimed => claimed,
+        }
     }
 }
 
@@ -156,8 +202,8 @@ pub struct Target {
 }
 
 impl Target {
-    /// Names for new entities: the template's, or generated from the request. A profile name too
-    /// long for a role (roles allow 64 characters, profiles 128) gets a generated role name.
+    /// Names for new entities: the template's, or generated from the request; a role the template
+    /// does not name is named after the profile ([`names::default_role`]).
     pub fn new_for(spec: &Spec, request: &Request) -> Self {
         let generated = || {
             names::generated(
@@ -169,11 +215,10 @@ impl Target {
         let profile = spec.instance_profile_name.clone().unwrap_or_else(|| {
             ProfileName::parse(&generated()).expect("generated names are valid profile names")
         });
-        let role = spec.role_name.clone().unwrap_or_else(|| {
-            RoleName::parse(profile.as_str())
-                .or_else(|_| RoleName::parse(&generated()))
-                .expect("generated names are valid role names")
-        });
+        let role = spec
+            .role_name
+            .clone()
+            .unwrap_or_else(|| names::default_role(&profile));
         Self { profile, role }
     }
 }
@@ -201,6 +246,8 @@ pub struct Desired<'a> {
     pub target: &'a Target,
     pub spec: &'a Spec,
     pub owner: &'a Owner,
+    /// The request doing the work: what it creates carries its id ([`TAG_REQUEST_ID`]).
+    pub request_id: &'a str,
 }
 
 impl Desired<'_> {
@@ -237,34 +284,50 @@ impl Desired<'_> {
         tags
     }
 
+    /// What CreateRole tags the role with: [`Self::role_tags`] and the creating request's id,
+    /// which no later change touches.
+    pub fn role_creation_tags(&self) -> Tags {
+        self.with_request_id(self.role_tags())
+    }
+
+    /// What CreateInstanceProfile tags the profile with (see [`Self::role_creation_tags`]).
+    pub fn profile_creation_tags(&self) -> Tags {
+        self.with_request_id(self.profile_tags())
+    }
+
+    fn with_request_id(&self, mut tags: Tags) -> Tags {
+        tags.insert(TAG_REQUEST_ID.into(), self.request_id.to_owned());
+        tags
+    }
+
     /// The state of a role this request has just created: everything CreateRole sets is in place,
     /// the ownership tags included.
     pub fn created_role(&self, arn: String) -> Owned<RoleState> {
-        Owned(
-            RoleState {
+        Owned {
+            state: RoleState {
                 arn,
-                tags: self.role_tags(),
+                tags: self.role_creation_tags(),
                 description: Some(self.spec.description.clone()),
                 max_session_duration: Some(self.spec.max_session_duration),
                 permissions_boundary: self.spec.permissions_boundary.clone(),
                 attached: BTreeSet::new(),
                 trust_policy: crate::spec::TRUST_POLICY.to_owned(),
             },
-            false,
-        )
+            origin: Origin::Created,
+        }
     }
 
     /// The state of an instance profile this request has just created.
     pub fn created_profile(&self, arn: String) -> Owned<ProfileState> {
-        Owned(
-            ProfileState {
+        Owned {
+            state: ProfileState {
                 arn,
                 path: self.spec.path.as_str().to_owned(),
-                tags: self.profile_tags(),
+                tags: self.profile_creation_tags(),
                 roles: Vec::new(),
             },
-            false,
-        )
+            origin: Origin::Created,
+        }
     }
 }
 
@@ -505,11 +568,32 @@ fn release(tags: &Tags) -> Vec<String> {
 /// The owned entities found at a resource's names, to be deleted.
 #[derive(Debug, Clone, Default)]
 pub struct Found {
-    /// The owned instance profile; `true` to delete it, `false` to keep it and only take the
-    /// role being deleted out of it.
-    pub profile: Option<(Owned<ProfileState>, bool)>,
-    /// The owned role with the names of its inline policies.
-    pub role: Option<(Owned<RoleState>, Vec<PolicyName>)>,
+    pub profile: Option<FoundProfile>,
+    pub role: Option<FoundRole>,
+}
+
+/// An owned instance profile found by a teardown, and what becomes of it.
+#[derive(Debug, Clone)]
+pub struct FoundProfile {
+    pub state: Owned<ProfileState>,
+    pub fate: Fate,
+}
+
+/// What a teardown does with an owned instance profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Deleted (given back, if adopted).
+    Delete,
+    /// Kept, as it was there before the request being undone: only the role being deleted
+    /// leaves it.
+    Keep,
+}
+
+/// An owned role found by a teardown, with the names of its inline policies.
+#[derive(Debug, Clone)]
+pub struct FoundRole {
+    pub state: Owned<RoleState>,
+    pub inline: Vec<PolicyName>,
 }
 
 /// The calls that delete owned entities, in the order IAM requires: a role leaves its profile and
@@ -521,9 +605,12 @@ pub struct Found {
 pub fn teardown(target: &Target, found: &Found) -> Plan {
     let mut detach = Vec::new();
     let mut delete = Vec::new();
-    let role_goes = found.role.as_ref().is_some_and(|(r, _)| !r.adopted());
+    let role_goes = found.role.as_ref().is_some_and(|r| !r.state.adopted());
     match &found.profile {
-        Some((profile, true)) if !profile.adopted() => {
+        Some(FoundProfile {
+            state: profile,
+            fate: Fate::Delete,
+        }) if !profile.adopted() => {
             detach.extend(
                 profile
                     .roles
@@ -532,7 +619,7 @@ pub fn teardown(target: &Target, found: &Found) -> Plan {
             );
             delete.push(Step::DeleteProfile);
         }
-        Some((profile, _)) => {
+        Some(FoundProfile { state: profile, .. }) => {
             if role_goes && profile.holds(&target.role) {
                 detach.push(Step::RemoveRoleFromProfile(target.role.to_string()));
             }
@@ -543,8 +630,13 @@ pub fn teardown(target: &Target, found: &Found) -> Plan {
         None => {}
     }
     match &found.role {
-        Some((role, _)) if role.adopted() => delete.push(Step::UntagRole(release(&role.tags))),
-        Some((role, inline)) => {
+        Some(FoundRole { state: role, .. }) if role.adopted() => {
+            delete.push(Step::UntagRole(release(&role.tags)))
+        }
+        Some(FoundRole {
+            state: role,
+            inline,
+        }) => {
             detach.extend(role.attached.iter().map(|a| Step::DetachPolicy(a.clone())));
             detach.extend(inline.iter().map(|n| Step::DeleteInlinePolicy(n.clone())));
             delete.push(Step::DeleteRole);
@@ -621,6 +713,7 @@ mod tests {
             target: &t,
             spec: s,
             owner: &o,
+            request_id: "req",
         })
     }
 
@@ -628,9 +721,9 @@ mod tests {
     fn applied(s: &Spec) -> (Owned<RoleState>, Owned<ProfileState>) {
         with_desired(s, |d| {
             let mut role = d.created_role("arn".into());
-            role.0.attached = s.policies.clone();
+            role.state.attached = s.policies.clone();
             let mut profile = d.created_profile("arn".into());
-            profile.0.roles.push("r".into());
+            profile.state.roles.push("r".into());
             (role, profile)
         })
     }
@@ -665,6 +758,43 @@ mod tests {
     }
 
     #[test]
+    fn only_an_entity_of_no_resource_is_adopted() {
+        let o = owner();
+        let adopted = o.claim_or_adopt(RoleState::default()).unwrap();
+        assert_eq!(adopted.origin(), Origin::Adopted);
+        let mut other = o.tags();
+        other.insert(TAG_LOGICAL_ID.into(), "Other".into());
+        let theirs = RoleState {
+            tags: other,
+            ..RoleState::default()
+        };
+        assert_eq!(o.claim_or_adopt(theirs.clone()), Err(theirs));
+        let mine = RoleState {
+            tags: o.tags(),
+            ..RoleState::default()
+        };
+        assert_eq!(o.claim_or_adopt(mine).unwrap().origin(), Origin::Created);
+    }
+
+    #[test]
+    fn what_a_request_created_carries_its_id() {
+        let s = spec(json!({}));
+        let role = with_desired(&s, |d| d.created_role("arn".into()));
+        assert!(role.created_by("req"));
+        assert!(!role.created_by("another request"));
+        // Claimed back from IAM, the tag still tells; an adopted entity was created by no request.
+        let claimed = owner().claim(role.into_inner()).unwrap();
+        assert!(claimed.created_by("req"));
+        let adopted = owner()
+            .claim_or_adopt(RoleState {
+                tags: Tags::from([(TAG_REQUEST_ID.to_owned(), "req".to_owned())]),
+                ..RoleState::default()
+            })
+            .unwrap();
+        assert!(!adopted.created_by("req"));
+    }
+
+    #[test]
     fn fresh_entities_get_policies_and_the_role_in_one_round() {
         let s = spec(json!({"InlinePolicies": {"i": {"Statement": []}}}));
         let (role, profile) = with_desired(&s, |d| {
@@ -686,7 +816,7 @@ mod tests {
     fn converged_state_needs_no_calls() {
         let s = spec(json!({"Tags": [{"Key": "a", "Value": "b"}]}));
         let (role, mut profile) = applied(&s);
-        profile.0.roles = vec!["R".into()];
+        profile.state.roles = vec!["R".into()];
         assert!(converge_on(&s, &role, &profile, Some(&s)).is_empty());
     }
 
@@ -732,7 +862,7 @@ mod tests {
     fn a_policy_detached_out_of_band_is_attached_again_and_strangers_stay() {
         let s = spec(json!({"Tiers": ["WebTier"]}));
         let (mut role, profile) = applied(&s);
-        role.0.attached = BTreeSet::from(["arn:aws:iam::aws:policy/SomeoneElses".into()]);
+        role.state.attached = BTreeSet::from(["arn:aws:iam::aws:policy/SomeoneElses".into()]);
         assert_eq!(
             converge_on(&s, &role, &profile, Some(&s)).rounds,
             vec![vec![Step::AttachPolicy(web())]]
@@ -752,7 +882,7 @@ mod tests {
             "MaxSessionDuration": "7200",
         }));
         let (mut role, profile) = applied(&old);
-        role.0.tags.insert("foreign".into(), "f".into());
+        role.state.tags.insert("foreign".into(), "f".into());
         let keep = Tags::from([("keep".into(), "2".into())]);
         assert_eq!(
             converge_on(&new, &role, &profile, Some(&old)).rounds,
@@ -779,7 +909,7 @@ mod tests {
     fn a_profile_holding_another_role_is_emptied_first() {
         let s = spec(json!({}));
         let (role, mut profile) = applied(&s);
-        profile.0.roles = vec!["intruder".into()];
+        profile.state.roles = vec!["intruder".into()];
         assert_eq!(
             converge_on(&s, &role, &profile, None).rounds,
             vec![
@@ -803,7 +933,10 @@ mod tests {
         role.attached.remove(&web());
         profile.tags = foreign(profile.tags);
         let o = owner();
-        let (role, profile) = (o.adopt(role), o.adopt(profile));
+        let (role, profile) = (
+            o.claim_or_adopt(role).unwrap(),
+            o.claim_or_adopt(profile).unwrap(),
+        );
         let plan = converge_on(&new, &role, &profile, Some(&old));
         assert_eq!(plan.rounds.len(), 2, "{plan:?}");
         assert!(
@@ -832,8 +965,14 @@ mod tests {
         let mut profile = profile.into_inner();
         profile.tags = adopted(profile.tags);
         let found = Found {
-            profile: Some((o.claim(profile).unwrap(), true)),
-            role: Some((o.claim(role).unwrap(), vec![])),
+            profile: Some(FoundProfile {
+                state: o.claim(profile).unwrap(),
+                fate: Fate::Delete,
+            }),
+            role: Some(FoundRole {
+                state: o.claim(role).unwrap(),
+                inline: vec![],
+            }),
         };
         let plan = teardown(&target(), &found);
         assert_eq!(plan.rounds.len(), 1, "{plan:?}");
@@ -855,8 +994,14 @@ mod tests {
         let inline = vec![PolicyName::parse("i").unwrap()];
         let t = target();
         let found = Found {
-            profile: Some((profile.clone(), true)),
-            role: Some((role.clone(), inline.clone())),
+            profile: Some(FoundProfile {
+                state: profile.clone(),
+                fate: Fate::Delete,
+            }),
+            role: Some(FoundRole {
+                state: role.clone(),
+                inline: inline.clone(),
+            }),
         };
         assert_eq!(
             teardown(&t, &found).rounds,
@@ -871,8 +1016,14 @@ mod tests {
         );
         assert!(teardown(&t, &Found::default()).is_empty());
         let kept = Found {
-            profile: Some((profile, false)),
-            role: Some((role, vec![])),
+            profile: Some(FoundProfile {
+                state: profile,
+                fate: Fate::Keep,
+            }),
+            role: Some(FoundRole {
+                state: role,
+                inline: vec![],
+            }),
         };
         assert_eq!(
             teardown(&t, &kept).rounds,

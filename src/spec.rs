@@ -17,8 +17,10 @@ pub const DEFAULT_DESCRIPTION: &str =
 pub const TRUST_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
 /// IAM's limit on the inline policies of one role, together.
 pub const INLINE_POLICIES_MAX_CHARS: usize = 10_240;
-/// IAM allows 50 tags per entity; this many are left after the function's own ownership tags.
-pub const USER_TAGS_MAX: usize = 47;
+/// IAM allows 50 tags per entity; this many are left after the function's own: stack-id,
+/// logical-id and role-name on a profile, with request-id on what it created or adopted on what it
+/// took over.
+pub const USER_TAGS_MAX: usize = 46;
 /// Tag keys under this prefix belong to the function (see [`crate::plan::Owner`]).
 pub const RESERVED_TAG_PREFIX: &str = "eb-instance-profile:";
 
@@ -1305,7 +1307,7 @@ mod tests {
             rejected(json!({"Tags": [tag("Team", "a"), tag("team", "b")]})).property,
             "Tags[1]"
         );
-        let many: Vec<Value> = (0..48).map(|i| tag(&format!("k{i}"), "v")).collect();
+        let many: Vec<Value> = (0..47).map(|i| tag(&format!("k{i}"), "v")).collect();
         assert_eq!(rejected(json!({"Tags": many})).property, "Tags");
         assert!(parse(json!({"Tags": [tag("team", ""), tag("a b:c/d", "x=y+z@w")]})).is_ok());
     }

@@ -13,13 +13,16 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import json
+import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
-from faults import (FailNth, Hang, IamError, KillAfterNth, MutatingCalls, Transient,
-                    concurrent_modification, is_mutating, throttling)
+from faults import (Always, FailNth, Hang, HideProfile, IamError, KillAfterNth, LoseAnswers,
+                    MutatingCalls, Transient, access_denied, concurrent_modification, is_mutating,
+                    throttling)
 from helpers import eb_policies, failed, succeeded
 from local.events import make_event
 from local.proxy import RecordingProxy, Reply, Request
@@ -107,9 +110,10 @@ def test_the_matrix_covers_every_mutating_call(through_proxy, proxy, cfn, moto):
 
 
 @pytest.mark.parametrize("k", range(1, CREATE_CALLS + 1))
-def test_create_whose_kth_call_fails_leaves_nothing(through_proxy, proxy, cfn, moto, k):
-    """FAILED naming the call, a PhysicalResourceId, nothing left in IAM; the rollback Delete
-    CloudFormation sends next succeeds."""
+def test_create_whose_kth_call_fails_leaves_nothing_after_its_rollback(through_proxy, proxy, cfn, moto, k):
+    """FAILED naming the call and a PhysicalResourceId that names what was made; nothing is
+    removed by the Create itself, and nothing is left once the rollback Delete CloudFormation
+    sends next has succeeded."""
     through_proxy()
     fail = FailNth(k)
     proxy.hooks.append(fail)
@@ -118,7 +122,9 @@ def test_create_whose_kth_call_fails_leaves_nothing(through_proxy, proxy, cfn, m
     assert fail.hit is not None
     assert f"iam:{fail.hit}" in response["Reason"] and "AccessDenied" in response["Reason"]
     assert response["PhysicalResourceId"] == "crash"
-    assert moto.iam_snapshot() == EMPTY
+    if k > 2:  # both creates came first: what they made stays for the rollback Delete
+        state = moto.iam_snapshot()
+        assert set(state["roles"]) == {"crash"} and set(state["instance_profiles"]) == {"crash"}
 
     proxy.hooks.clear()
     _, deleted = cfn.send("Delete", {"InstanceProfileName": "crash"},
@@ -149,6 +155,80 @@ def test_replacement_whose_kth_call_fails_keeps_the_old_and_leaves_nothing_new(
     proxy.hooks.clear()
     succeeded(cfn.send("Update", old, physical_id="before", old_properties=new)[1])
     assert moto.iam_snapshot() == created
+    succeeded(cfn.send("Delete", old, physical_id="before")[1])
+    assert moto.iam_snapshot() == EMPTY
+
+
+# --- Delivery integrity: no delivery undoes another's SUCCESS --------------------------------
+
+
+def test_a_failing_second_delivery_of_a_succeeded_create_removes_nothing(through_proxy, proxy, cfn, moto):
+    """Lambda delivers a Create again after its SUCCESS reached CloudFormation. This delivery
+    meets the entities already there, then reads the profile as missing (a replica that has not
+    seen it, for good) and fails: nothing the SUCCESS reported is taken away."""
+    through_proxy()
+    request_id = str(uuid.uuid4())
+    props = {"InstanceProfileName": "twice"}
+    succeeded(cfn.send("Create", props, request_id=request_id)[1])
+    after_first = moto.iam_snapshot()
+    assert_complete(after_first, "twice")
+
+    proxy.hooks.append(HideProfile("twice", Always()))
+    result, second = cfn.send("Create", props, request_id=request_id)
+    failed(second, result)
+    assert "twice" in second["Reason"] and "nothing was removed" in second["Reason"], second
+    assert moto.iam_snapshot() == after_first
+
+
+def test_a_replacement_whose_creates_lost_their_answers_removes_them_when_it_fails(
+        through_proxy, proxy, cfn, moto):
+    """CreateRole and CreateInstanceProfile of the new names take effect, their answers are lost
+    and the SDK's retries meet EntityAlreadyExists; then AttachRolePolicy is refused. The new
+    entities carry this request's id, so the undo finds them although no create was answered."""
+    through_proxy()
+    old, new = {"InstanceProfileName": "before"}, {"InstanceProfileName": "after"}
+    succeeded(cfn.send("Create", old)[1])
+    created = moto.iam_snapshot()
+
+    lose = LoseAnswers({"CreateRole", "CreateInstanceProfile"})
+    proxy.hooks.append(lose)
+    proxy.hooks.append(lambda r: access_denied(r.action) if r.action == "AttachRolePolicy" else None)
+    result, response = cfn.send("Update", new, physical_id="before", old_properties=old)
+    failed(response, result)
+    assert "iam:AttachRolePolicy" in response["Reason"], response
+    assert dict(lose.lost) == {"CreateRole": 1, "CreateInstanceProfile": 1}
+    assert moto.iam_snapshot() == created
+
+    proxy.hooks.clear()
+    succeeded(cfn.send("Update", old, physical_id="before", old_properties=new)[1])
+    succeeded(cfn.send("Delete", old, physical_id="before")[1])
+    assert moto.iam_snapshot() == EMPTY
+
+
+def test_a_replacement_that_overruns_its_time_removes_what_it_made(through_proxy, proxy, cfn, moto):
+    """IAM stops answering AddRoleToInstanceProfile after the new role and profile were made and
+    the policies attached: the work stops early enough to remove them within the invocation's
+    time, and FAILED says so."""
+    through_proxy()
+    old, new = {"InstanceProfileName": "before"}, {"InstanceProfileName": "after"}
+    succeeded(cfn.send("Create", old)[1])
+    created = moto.iam_snapshot()
+
+    release = threading.Event()
+    proxy.hooks.append(lambda r: Hang(release) if r.action == "AddRoleToInstanceProfile" else None)
+    try:
+        result, response = cfn.send("Update", new, physical_id="before", old_properties=old,
+                                    timeout_s=12)
+    finally:
+        release.set()
+    failed(response, result)
+    assert result.kind == "response", result
+    assert "timed out" in response["Reason"] and "after" in response["Reason"], response
+    assert "did not finish in time either" not in response["Reason"], response
+    assert moto.iam_snapshot() == created
+
+    proxy.hooks.clear()
+    succeeded(cfn.send("Update", old, physical_id="before", old_properties=new)[1])
     succeeded(cfn.send("Delete", old, physical_id="before")[1])
     assert moto.iam_snapshot() == EMPTY
 

@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+from faults import access_denied
 from local.events import DEFAULT_STACK_ID, make_event
 
 WEB = "arn:aws:iam::aws:policy/AWSElasticBeanstalkWebTier"
@@ -137,13 +138,34 @@ def test_create_applies_every_property(cfn, moto, iam):
     assert profile["tags"]["team"] == "web"
 
 
-def test_a_long_profile_name_gets_a_generated_role_name(cfn, moto):
+def test_a_long_profile_name_gets_a_role_name_of_its_own(cfn, moto):
+    """Roles allow 64 characters, profiles 128: the role gets the profile name's start and a
+    digest of the whole name, the same whichever request makes it."""
     long_name = "p" * 100
     response = create(cfn, {"InstanceProfileName": long_name})
     role = response["Data"]["RoleName"]
     assert response["PhysicalResourceId"] == long_name
-    assert re.fullmatch(r"demo-stack-Profile-[0-9a-f]{12}", role), role
+    assert re.fullmatch(r"p{51}-[0-9a-f]{12}", role), role
     assert moto.iam_snapshot()["instance_profiles"][long_name]["roles"] == [role]
+
+
+def test_a_failed_create_with_a_long_profile_name_leaves_no_role_after_its_rollback(
+        start_function, proxy, cfn, moto):
+    """CreateInstanceProfile is refused after CreateRole made the role: no profile exists to name
+    the role in a tag, and the rollback Delete knows only the PhysicalResourceId. The role's name
+    follows from it, so the Delete finds the role and removes it."""
+    long_name = "q" * 100
+    proxy.hooks.append(lambda r: access_denied(r.action) if r.action == "CreateInstanceProfile" else None)
+    start_function(iam_proxy=proxy)
+    result, response = cfn.send("Create", {"InstanceProfileName": long_name})
+    failed(response, result)
+    assert "iam:CreateInstanceProfile" in response["Reason"] and "AccessDenied" in response["Reason"]
+    assert response["PhysicalResourceId"] == long_name
+    assert len(moto.iam_snapshot()["roles"]) == 1  # left for the rollback Delete
+
+    proxy.hooks.clear()
+    succeeded(delete(cfn, long_name, {"InstanceProfileName": long_name})[1])
+    assert moto.iam_snapshot() == {"roles": {}, "instance_profiles": {}}
 
 
 def test_a_repeated_create_converges_on_the_same_entities(cfn, moto):
@@ -200,19 +222,23 @@ def test_entities_of_another_logical_resource_are_not_owned(cfn, moto, iam):
     assert moto.iam_snapshot() == before
 
 
-def test_a_failed_create_removes_what_it_made_and_its_delete_is_harmless(attach_fails, cfn, moto):
-    """AttachRolePolicy fails after the role and profile exist: both are removed again, the
-    Reason names the IAM action and code, and the rollback Delete succeeds."""
+def test_a_failed_create_leaves_what_it_made_to_the_rollback_delete(attach_fails, cfn, moto):
+    """AttachRolePolicy fails after the role and profile exist: the Reason names the IAM action
+    and code, the PhysicalResourceId names the profile, nothing is removed (a Create may have been
+    answered SUCCESS by an earlier delivery), and the rollback Delete removes it all."""
     result, response = cfn.send("Create", {"InstanceProfileName": "doomed", "ManagedPolicyArns": [MISSING_POLICY]})
     failed(response, result)
     assert "iam:AttachRolePolicy" in response["Reason"]
     assert "NoSuchEntity" in response["Reason"]
+    assert "nothing was removed" in response["Reason"]
     assert response["PhysicalResourceId"] == "doomed"
-    assert moto.iam_snapshot() == {"roles": {}, "instance_profiles": {}}
+    state = moto.iam_snapshot()
+    assert set(state["roles"]) == {"doomed"} and set(state["instance_profiles"]) == {"doomed"}
 
     _, deleted = delete(cfn, "doomed", {"InstanceProfileName": "doomed"})
     succeeded(deleted)
     assert deleted["PhysicalResourceId"] == "doomed"
+    assert moto.iam_snapshot() == {"roles": {}, "instance_profiles": {}}
 
 
 # --- Update in place --------------------------------------------------------------------------

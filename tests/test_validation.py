@@ -99,7 +99,7 @@ INVALID_CREATES = [
     case("tag-key-aws-prefix", {"Tags": [tag("aws:x")]}, "Tags[0]"),
     case("tag-key-reserved-prefix", {"Tags": [tag("eb-instance-profile:x")]}, "Tags[0]"),
     case("tag-keys-differ-by-case", {"Tags": [tag("Team", "a"), tag("team", "b")]}, "Tags[1]"),
-    case("tags-48", {"Tags": [tag(f"k{i}") for i in range(48)]}, "Tags"),
+    case("tags-47", {"Tags": [tag(f"k{i}") for i in range(47)]}, "Tags"),
 ]
 
 
