@@ -33,6 +33,17 @@ impl IamError {
     pub fn is(&self, code: &str) -> bool {
         self.code == code
     }
+
+    /// Whether IAM said that a managed policy the call names does not exist ("Policy <arn> does
+    /// not exist or is not attachable."): final, unlike a role not propagated yet. Only the
+    /// message tells the two apart (see [`not_propagated`]).
+    pub fn names_missing_policy(&self) -> bool {
+        matches!(
+            self.action,
+            "AttachRolePolicy" | "PutRolePermissionsBoundary"
+        ) && self.is("NoSuchEntity")
+            && self.message.contains(":policy/")
+    }
 }
 
 fn iam_error<E, R>(action: &'static str, err: SdkError<E, R>) -> IamError

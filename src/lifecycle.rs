@@ -113,19 +113,20 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether this is the function refusing the state of entities it did not make (or a
-    /// template the account cannot hold), rather than IAM failing: every delivery of the same
-    /// request meets it alike.
+    /// Whether this is a refusal of the state of entities the function did not make, or of a
+    /// template the account cannot hold (a policy that does not exist, the quota), rather than
+    /// IAM failing: every delivery of the same request meets it alike.
     fn is_refusal(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Self::Invalid(_)
-                | Self::NotOwned { .. }
-                | Self::TrustPolicy(_)
-                | Self::AdoptedBoundary { .. }
-                | Self::Quota { .. }
-                | Self::HoldsOtherRole { .. }
-        )
+            | Self::NotOwned { .. }
+            | Self::TrustPolicy(_)
+            | Self::AdoptedBoundary { .. }
+            | Self::Quota { .. }
+            | Self::HoldsOtherRole { .. } => true,
+            Self::Iam(e) => e.names_missing_policy(),
+            _ => false,
+        }
     }
 }
 

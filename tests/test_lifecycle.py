@@ -222,19 +222,22 @@ def test_entities_of_another_logical_resource_are_not_owned(cfn, moto, iam):
     assert moto.iam_snapshot() == before
 
 
-def test_a_failed_create_leaves_what_it_made_to_the_rollback_delete(attach_fails, cfn, moto):
-    """AttachRolePolicy fails after the role and profile exist: the Reason names the IAM action
-    and code, the PhysicalResourceId names the profile, nothing is removed (a Create may have been
-    answered SUCCESS by an earlier delivery), and the rollback Delete removes it all."""
-    result, response = cfn.send("Create", {"InstanceProfileName": "doomed", "ManagedPolicyArns": [MISSING_POLICY]})
+def test_a_failed_create_leaves_what_it_made_to_the_rollback_delete(start_function, proxy, cfn, moto):
+    """IAM refuses AttachRolePolicy after the role and profile exist: the Reason names the IAM
+    action and code, the PhysicalResourceId names the profile, nothing is removed (a Create may
+    have been answered SUCCESS by an earlier delivery), and the rollback Delete removes it all."""
+    proxy.hooks.append(lambda r: access_denied(r.action) if r.action == "AttachRolePolicy" else None)
+    start_function(iam_proxy=proxy)
+    result, response = cfn.send("Create", {"InstanceProfileName": "doomed"})
     failed(response, result)
     assert "iam:AttachRolePolicy" in response["Reason"]
-    assert "NoSuchEntity" in response["Reason"]
+    assert "AccessDenied" in response["Reason"]
     assert "nothing was removed" in response["Reason"]
     assert response["PhysicalResourceId"] == "doomed"
     state = moto.iam_snapshot()
     assert set(state["roles"]) == {"doomed"} and set(state["instance_profiles"]) == {"doomed"}
 
+    proxy.hooks.clear()
     _, deleted = delete(cfn, "doomed", {"InstanceProfileName": "doomed"})
     succeeded(deleted)
     assert deleted["PhysicalResourceId"] == "doomed"
