@@ -6,7 +6,7 @@
 
 use crate::config::Retry;
 use crate::names::{IamPath, PolicyName, ProfileName, RoleName};
-use crate::plan::{Plan, ProfileState, RoleState, Step, Tags, Target};
+use crate::plan::{InlineDocuments, Plan, ProfileState, RoleState, Step, Tags, Target};
 use crate::spec::{Spec, TRUST_POLICY};
 use aws_sdk_iam::Client;
 use aws_sdk_iam::config::retry::{ClassifyRetry, RetryAction, RetryConfig};
@@ -152,6 +152,7 @@ fn error_code(ctx: &InterceptorContext) -> Option<&str> {
         get_instance_profile::GetInstanceProfileError,
         list_attached_role_policies::ListAttachedRolePoliciesError,
         list_role_policies::ListRolePoliciesError,
+        get_role_policy::GetRolePolicyError,
         attach_role_policy::AttachRolePolicyError,
         detach_role_policy::DetachRolePolicyError,
         put_role_policy::PutRolePolicyError,
@@ -357,6 +358,42 @@ impl Iam {
             .iter()
             .filter_map(|n| PolicyName::parse(n).ok())
             .collect())
+    }
+
+    /// The document of the role's inline policy `name` as IAM returns it (URL-encoded), or `None`
+    /// if the role has no inline policy of that name.
+    pub async fn inline_policy(
+        &self,
+        role: &RoleName,
+        name: &PolicyName,
+    ) -> Result<Option<String>, IamError> {
+        let out = self
+            .client
+            .get_role_policy()
+            .role_name(role.as_str())
+            .policy_name(name.as_str())
+            .send()
+            .await
+            .map_err(|e| iam_error("GetRolePolicy", e));
+        Ok(absent_ok(out)?.map(|out| out.policy_document().to_owned()))
+    }
+
+    /// The documents of the role's inline policies among `names`, read at once; a name the role
+    /// has no inline policy of is left out.
+    pub async fn inline_documents<'a>(
+        &self,
+        role: &RoleName,
+        names: impl IntoIterator<Item = &'a PolicyName>,
+    ) -> Result<InlineDocuments, IamError> {
+        let names: Vec<&PolicyName> = names.into_iter().collect();
+        let read = join_all(names.iter().map(|name| self.inline_policy(role, name))).await;
+        let mut documents = InlineDocuments::new();
+        for (name, document) in names.into_iter().zip(read) {
+            if let Some(document) = document? {
+                documents.insert(name.clone(), document);
+            }
+        }
+        Ok(documents)
     }
 
     /// The instance profile, or `None` if there is none of that name. Tags come from

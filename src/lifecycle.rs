@@ -78,6 +78,10 @@ pub enum Error {
         have: Option<String>,
         want: String,
     },
+    /// Boxed: its messages carry the values in conflict, and every `Result` of this module
+    /// carries an `Error`.
+    #[error(transparent)]
+    Adopted(Box<plan::AdoptionConflict>),
     #[error(
         "{source}; role {role} is to have {wanted} managed policies, more than the account's \
          PoliciesPerRole quota allows (ask for a higher quota, up to 20, or list fewer policies)"
@@ -752,7 +756,23 @@ async fn build(
         };
         return Err((error, seen));
     }
-    let plan = plan::converge(desired, &role, &profile, old);
+    // Nothing else an adopted entity had is changed either (its inline policies, tag values,
+    // description, session duration): a template asking for another value is refused before any
+    // change. Only an adopted role's inline policies are read, only those the template lists, in
+    // one round; the roles the function made cost no read.
+    let inline = if role.adopted() {
+        let names = desired.spec.inline_policies.keys();
+        match iam.inline_documents(&desired.target.role, names).await {
+            Ok(documents) => documents,
+            Err(error) => return Err((error.into(), made)),
+        }
+    } else {
+        plan::InlineDocuments::new()
+    };
+    if let Some(conflict) = plan::adoption_conflict(desired, &role, &profile, &inline) {
+        return Err((Error::Adopted(Box::new(conflict)), made));
+    }
+    let plan = plan::converge(desired, &role, &profile, old).without_unchanged_inline(&inline);
     // An adopted role is only ever added to, and the execution role lets the function take nothing
     // away from it: what a failed plan attached stays, as after any adoption.
     if let Err(error) = run_within_quota(iam, desired, &plan).await {

@@ -392,6 +392,22 @@ impl Plan {
         Some(Plan::from_rounds(std::iter::once(detach).chain(rest)))
     }
 
+    /// The same calls without the inline policies an adopted role already has with the same
+    /// document (`have`, as IAM returns them): nothing to put there.
+    pub fn without_unchanged_inline(&self, have: &InlineDocuments) -> Plan {
+        let unchanged = |s: &Step| match s {
+            Step::PutInlinePolicy(name, want) => have
+                .get(name)
+                .is_some_and(|have| crate::spec::same_policy(have, want)),
+            _ => false,
+        };
+        Plan::from_rounds(
+            self.rounds
+                .iter()
+                .map(|round| round.iter().filter(|s| !unchanged(s)).cloned().collect()),
+        )
+    }
+
     /// How many managed policies the plan attaches.
     pub fn attachments(&self) -> usize {
         self.steps()
@@ -554,6 +570,157 @@ pub fn converge(
         revoke.clear();
     }
     Plan::from_rounds([empty_profile, grant, revoke])
+}
+
+/// IAM's quota of tags on one role or instance profile.
+pub const TAGS_PER_ENTITY: usize = 50;
+
+/// Inline policies an adopted role has among those the template lists: name to document, as IAM
+/// returns it (URL-encoded).
+pub type InlineDocuments = BTreeMap<PolicyName, String>;
+
+/// What a template asks of an adopted role or profile that would replace something it had before
+/// it was adopted, which the function never does: the entity is someone else's, other environments
+/// may share it, and the function cannot tell a value it put from one that was there, so a value
+/// once there stays. Each message names the property first.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdoptionConflict {
+    #[error(
+        "InlinePolicies.{name}: role {role} was adopted with an inline policy {name} whose document \
+         differs from the template's, and what an adopted role has is never changed; give the \
+         template's policy a new name (the role keeps {name} as it is), or the document the role has"
+    )]
+    InlinePolicy { role: String, name: PolicyName },
+    #[error(
+        "Tags.{key}: {entity} {name} was adopted with the tag {have_key}={have:?}, and a tag of an \
+         adopted entity never changes its value, so it cannot become {want:?}; use another key, or \
+         the value the {entity} has"
+    )]
+    TagValue {
+        entity: &'static str,
+        name: String,
+        key: String,
+        have_key: String,
+        have: String,
+        want: String,
+    },
+    #[error(
+        "Description: role {role} was adopted with {}, and the description of an adopted role is \
+         never changed; remove Description from the template (the role keeps its own), or give the \
+         one it has",
+        have.as_ref().map_or("no description".to_owned(), |d| format!("the description {d:?}"))
+    )]
+    Description { role: String, have: Option<String> },
+    #[error(
+        "MaxSessionDuration: role {role} was adopted with a maximum session duration of {have} \
+         seconds, and that of an adopted role is never changed, so it cannot become {want}; remove \
+         MaxSessionDuration from the template (the role keeps its own), or give the one it has"
+    )]
+    MaxSessionDuration { role: String, have: i32, want: i32 },
+    #[error(
+        "Tags: {entity} {name} has {have} tags and would have {total} with the template's Tags and \
+         the function's own eb-instance-profile tags, over IAM's quota of {TAGS_PER_ENTITY} tags per \
+         {entity}; list fewer Tags, or remove some from the {entity}"
+    )]
+    TagQuota {
+        entity: &'static str,
+        name: String,
+        have: usize,
+        total: usize,
+    },
+}
+
+/// What `desired` would replace on an adopted role or profile (see [`AdoptionConflict`]), if
+/// anything; `None` lets the plan run. `inline` holds the adopted role's own documents of the inline
+/// policies the template lists. Description and MaxSessionDuration count only when the template
+/// gives them; tag keys compare regardless of case, as IAM compares them. Entities this resource
+/// made are not checked: they hold only what it put there.
+pub fn adoption_conflict(
+    desired: Desired<'_>,
+    role: &Owned<RoleState>,
+    profile: &Owned<ProfileState>,
+    inline: &InlineDocuments,
+) -> Option<AdoptionConflict> {
+    let (spec, target) = (desired.spec, desired.target);
+    let shown = |text: &str| crate::spec::truncate(text, 200);
+    if role.adopted() {
+        let name = target.role.to_string();
+        if spec.description_given && role.description.as_deref().unwrap_or("") != spec.description {
+            return Some(AdoptionConflict::Description {
+                role: name,
+                have: role.description.as_deref().map(shown),
+            });
+        }
+        if let Some(have) = role.max_session_duration
+            && spec.max_session_duration_given
+            && have != spec.max_session_duration
+        {
+            return Some(AdoptionConflict::MaxSessionDuration {
+                role: name,
+                have,
+                want: spec.max_session_duration,
+            });
+        }
+        if let Some(policy) = spec.inline_policies.iter().find_map(|(policy, want)| {
+            let have = inline.get(policy)?;
+            (!crate::spec::same_policy(have, want)).then_some(policy)
+        }) {
+            return Some(AdoptionConflict::InlinePolicy {
+                role: name,
+                name: policy.clone(),
+            });
+        }
+    }
+    let adopted_mark = |mut tags: Tags| {
+        tags.insert(TAG_ADOPTED.into(), "true".into());
+        tags
+    };
+    let entities = [
+        (
+            role.adopted(),
+            "role",
+            target.role.as_str(),
+            &role.tags,
+            adopted_mark(desired.role_tags()),
+        ),
+        (
+            profile.adopted(),
+            "instance profile",
+            target.profile.as_str(),
+            &profile.tags,
+            adopted_mark(desired.profile_tags()),
+        ),
+    ];
+    for (_, entity, name, have, wanted) in entities.into_iter().filter(|e| e.0) {
+        for (key, want) in &spec.tags {
+            if let Some((have_key, value)) = have.iter().find(|(k, _)| k.eq_ignore_ascii_case(key))
+                && value != want
+            {
+                return Some(AdoptionConflict::TagValue {
+                    entity,
+                    name: name.to_owned(),
+                    key: key.clone(),
+                    have_key: have_key.clone(),
+                    have: shown(value),
+                    want: shown(want),
+                });
+            }
+        }
+        let keys: BTreeSet<String> = have
+            .keys()
+            .chain(wanted.keys())
+            .map(|k| k.to_ascii_lowercase())
+            .collect();
+        if keys.len() > TAGS_PER_ENTITY {
+            return Some(AdoptionConflict::TagQuota {
+                entity,
+                name: name.to_owned(),
+                have: have.len(),
+                total: keys.len(),
+            });
+        }
+    }
+    None
 }
 
 /// Removes this resource's own tags from an adopted entity, which Delete otherwise leaves alone.
@@ -949,6 +1116,154 @@ mod tests {
         };
         assert_eq!(tags.get(TAG_ADOPTED).map(String::as_str), Some("true"));
         assert_eq!(plan.rounds[1], vec![Step::AttachPolicy(web())]);
+    }
+
+    /// A role and profile as someone else left them, adopted: the role with a description, a
+    /// longer session, an inline policy `app` and the tag `Team=web`; the profile with `Team=web`.
+    fn adopted_entities() -> (Owned<RoleState>, Owned<ProfileState>, InlineDocuments) {
+        let team = Tags::from([("Team".to_owned(), "web".to_owned())]);
+        let role = RoleState {
+            tags: team.clone(),
+            description: Some("the console's".into()),
+            max_session_duration: Some(7200),
+            trust_policy: crate::spec::TRUST_POLICY.into(),
+            ..RoleState::default()
+        };
+        let profile = ProfileState {
+            tags: team,
+            roles: vec!["r".into()],
+            ..ProfileState::default()
+        };
+        // As IAM returns it: URL-encoded, spaced as its author wrote it.
+        let app = url::form_urlencoded::byte_serialize(
+            br#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}"#,
+        )
+        .collect::<String>()
+        .replace('+', "%20");
+        let inline = InlineDocuments::from([(PolicyName::parse("app").unwrap(), app)]);
+        let o = owner();
+        (o.adopt(role), o.adopt(profile), inline)
+    }
+
+    fn conflict_of(props: Value) -> Option<AdoptionConflict> {
+        let s = spec(props);
+        let (role, profile, inline) = adopted_entities();
+        with_desired(&s, |d| adoption_conflict(d, &role, &profile, &inline))
+    }
+
+    #[test]
+    fn an_adopted_entity_keeps_every_value_it_had() {
+        let app = json!({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}], "Version": "2012-10-17"});
+        let put =
+            json!({"Statement": [{"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}]});
+        let tag = |k: &str, v: &str| json!([{"Key": k, "Value": v}]);
+        // What the role has, or nothing said: no conflict, whatever the case of a tag key.
+        for same in [
+            json!({}),
+            json!({"InlinePolicies": {"app": app, "other": put}, "Tags": tag("team", "web")}),
+            json!({"Description": "the console's", "MaxSessionDuration": "7200"}),
+            json!({"Tags": tag("owner", "ops")}),
+        ] {
+            assert_eq!(conflict_of(same.clone()), None, "{same}");
+        }
+        let property = |props: Value| {
+            conflict_of(props)
+                .map(|c| c.to_string().split(':').next().unwrap().to_owned())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            property(json!({"InlinePolicies": {"app": put}})),
+            "InlinePolicies.app"
+        );
+        assert_eq!(property(json!({"Tags": tag("TEAM", "api")})), "Tags.TEAM");
+        assert_eq!(property(json!({"Description": "mine"})), "Description");
+        // The default text, given explicitly, is a value too.
+        assert_eq!(
+            property(json!({"Description": crate::spec::DEFAULT_DESCRIPTION})),
+            "Description"
+        );
+        assert_eq!(
+            property(json!({"MaxSessionDuration": 3600})),
+            "MaxSessionDuration"
+        );
+        let err = conflict_of(json!({"Tags": tag("team", "api")}))
+            .unwrap()
+            .to_string();
+        assert!(err.contains("role r") && err.contains("\"web\""), "{err}");
+    }
+
+    #[test]
+    fn an_adopted_entity_gets_no_more_than_fifty_tags() {
+        let (role, profile, inline) = adopted_entities();
+        let (mut role, profile) = (role.into_inner(), profile.into_inner());
+        // 45 of its own, the user's `Team` among them, and 3 ownership tags to come (stack-id,
+        // logical-id, adopted): 48. Two new user tags make 50; a third is one too many.
+        role.tags
+            .extend((0..44).map(|i| (format!("k{i}"), "v".to_owned())));
+        let o = owner();
+        let (role, profile) = (o.adopt(role), o.adopt(profile));
+        let tags = |n: usize| {
+            let mut tags = vec![
+                json!({"Key": "team", "Value": "web"}),
+                json!({"Key": "K0", "Value": "v"}),
+            ];
+            tags.extend((0..n).map(|i| json!({"Key": format!("new{i}"), "Value": "v"})));
+            Value::Array(tags)
+        };
+        let check = |n: usize| {
+            let s = spec(json!({"Tags": tags(n)}));
+            with_desired(&s, |d| adoption_conflict(d, &role, &profile, &inline))
+        };
+        assert_eq!(check(2), None);
+        let Some(AdoptionConflict::TagQuota {
+            entity,
+            have,
+            total,
+            ..
+        }) = check(3)
+        else {
+            panic!("{:?}", check(3))
+        };
+        assert_eq!((entity, have, total), ("role", 45, 51));
+        assert!(
+            check(3)
+                .unwrap()
+                .to_string()
+                .starts_with("Tags: role r has 45 tags")
+        );
+    }
+
+    #[test]
+    fn entities_the_resource_made_are_not_held_to_their_values() {
+        let s = spec(json!({"Description": "new", "Tags": [{"Key": "Team", "Value": "api"}]}));
+        let (role, profile) = applied(&spec(json!({"Tags": [{"Key": "Team", "Value": "web"}]})));
+        let none = InlineDocuments::new();
+        assert_eq!(
+            with_desired(&s, |d| adoption_conflict(d, &role, &profile, &none)),
+            None
+        );
+    }
+
+    #[test]
+    fn an_inline_policy_an_adopted_role_has_is_not_put_again() {
+        let app = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]});
+        let s = spec(json!({"InlinePolicies": {"app": app, "more": app}}));
+        let (role, profile, inline) = adopted_entities();
+        let plan = converge_on(&s, &role, &profile, None);
+        let puts = |plan: &Plan| {
+            plan.steps()
+                .filter_map(|s| match s {
+                    Step::PutInlinePolicy(name, _) => Some(name.to_string()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(puts(&plan), vec!["app", "more"]);
+        let kept = plan.without_unchanged_inline(&inline);
+        assert_eq!(puts(&kept), vec!["more"]);
+        assert_eq!(kept.steps().count(), plan.steps().count() - 1);
+        // Nothing read (a role the function made): every policy is put.
+        assert_eq!(plan.without_unchanged_inline(&InlineDocuments::new()), plan);
     }
 
     #[test]

@@ -172,6 +172,10 @@ pub struct Spec {
     pub permissions_boundary: Option<String>,
     pub description: String,
     pub max_session_duration: i32,
+    /// Whether the template set Description and MaxSessionDuration itself rather than leaving
+    /// them to the defaults: an adopted role is held only to the values a template gave.
+    pub description_given: bool,
+    pub max_session_duration_given: bool,
     /// User tags, keys unique regardless of case.
     pub tags: BTreeMap<String, String>,
     /// Take over an existing role or profile of the wanted name instead of refusing it.
@@ -311,6 +315,8 @@ impl Spec {
             None => 3600,
         };
 
+        let description_given = get("Description").is_some();
+        let max_session_duration_given = get("MaxSessionDuration").is_some();
         let tags = match get("Tags") {
             Some(v) => tags(v)?,
             None => BTreeMap::new(),
@@ -334,6 +340,8 @@ impl Spec {
             permissions_boundary,
             description,
             max_session_duration,
+            description_given,
+            max_session_duration_given,
             tags,
             adopt_existing,
             repair_trust_policy,
@@ -565,6 +573,18 @@ pub fn trust_with_ec2(document: &str) -> String {
         }
         _ => TRUST_POLICY.to_owned(),
     }
+}
+
+/// Whether two policy documents say the same, compared as JSON: `have` as IAM returns it
+/// (GetRolePolicy, like GetRole for trust policies, answers URL-encoded), `want` as the template
+/// gives it. A document that does not parse is the same as none.
+pub fn same_policy(have: &str, want: &str) -> bool {
+    let decoded = percent_encoding::percent_decode_str(have).decode_utf8_lossy();
+    // A document that IAM did not encode (a '%' in it is then the policy's own) parses as it is.
+    let have = serde_json::from_str::<Value>(have)
+        .or_else(|_| serde_json::from_str::<Value>(&decoded))
+        .ok();
+    have.is_some() && have == serde_json::from_str::<Value>(want).ok()
 }
 
 /// A list of strings, or one comma-separated string.
@@ -1326,6 +1346,35 @@ mod tests {
             .unwrap()
             .identity();
         assert!(same_path.changed(&old).is_empty());
+    }
+
+    #[test]
+    fn description_and_session_duration_say_whether_they_were_given() {
+        let defaults = parse(json!({})).unwrap();
+        assert!(!defaults.description_given && !defaults.max_session_duration_given);
+        assert_eq!(defaults.description, DEFAULT_DESCRIPTION);
+        let given =
+            parse(json!({"Description": DEFAULT_DESCRIPTION, "MaxSessionDuration": "3600"}))
+                .unwrap();
+        assert!(given.description_given && given.max_session_duration_given);
+        assert_eq!(given.max_session_duration, defaults.max_session_duration);
+        let null = parse(json!({"Description": null})).unwrap();
+        assert!(!null.description_given);
+    }
+
+    #[test]
+    fn policies_compare_as_json_however_iam_encodes_them() {
+        let want = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#;
+        let spaced = r#"{ "Statement": [ {"Resource": "*", "Action": "s3:GetObject", "Effect": "Allow"} ], "Version": "2012-10-17" }"#;
+        let encoded: String = url::form_urlencoded::byte_serialize(spaced.as_bytes()).collect();
+        assert!(same_policy(spaced, want));
+        assert!(same_policy(&encoded.replace('+', "%20"), want));
+        assert!(!same_policy(&want.replace("GetObject", "PutObject"), want));
+        assert!(!same_policy("not json", want));
+        // A '%' of the policy's own survives a document IAM did not encode.
+        let percent = r#"{"Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/100%41"}]}"#;
+        assert!(same_policy(percent, percent));
+        assert!(!same_policy(&percent.replace("%41", "A"), percent));
     }
 
     #[test]

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
 
-from helpers import (DOCKER, EC2_TRUST, LAMBDA_TRUST, S3_READ, TAG_ADOPTED, TAG_LOGICAL_ID,
+from faults import MutatingCalls
+from helpers import (ACCOUNT, DOCKER, EC2_TRUST, LAMBDA_TRUST, S3_READ, TAG_ADOPTED, TAG_LOGICAL_ID,
                      TAG_STACK_ID, WEB, WORKER, failed, make_profile, make_role, own_tags,
-                     succeeded, trust_document, trusted_services)
+                     succeeded, tag_list, trust_document, trusted_services)
 from local.events import DEFAULT_STACK_ID
 
 DEFAULT = "aws-elasticbeanstalk-ec2-role"
@@ -327,16 +329,115 @@ def test_a_failed_adoption_releases_the_entities_and_removes_nothing(start_funct
 
 
 def test_an_adopted_role_keeps_its_description_and_session_duration_through_create_and_update(cfn, moto, iam):
-    """Description and MaxSessionDuration of the template are not applied to an adopted role."""
+    """Left out of the template, Description and MaxSessionDuration stay the adopted role's own; an
+    Update that asks for others answers FAILED naming the property and changes nothing."""
     default_profile(iam)
-    old = {**ADOPT, "Description": "from the template", "MaxSessionDuration": 3600}
-    physical_id = create(cfn, old)["PhysicalResourceId"]
+    physical_id = create(cfn, ADOPT)["PhysicalResourceId"]
     role = moto.iam_snapshot()["roles"][DEFAULT]
     assert (role["description"], role["max_session_duration"]) == (DESCRIPTION, 7200)
+    before = moto.iam_snapshot()
 
-    new = {**old, "Description": "changed", "MaxSessionDuration": 43200}
-    result, response = cfn.send("Update", new, physical_id=physical_id, old_properties=old)
+    for prop, value in [("Description", "changed"), ("MaxSessionDuration", "43200")]:
+        new = {**ADOPT, prop: value}
+        result, response = cfn.send("Update", new, physical_id=physical_id, old_properties=ADOPT)
 
-    succeeded(response, result)
+        failed(response, result)
+        assert response["Reason"].startswith(f"{prop}:"), response["Reason"]
+        assert response["PhysicalResourceId"] == physical_id
+        assert moto.iam_snapshot() == before
+
+
+# --- what an adopted role has is never changed ----------------------------------------------
+
+BOUNDARY = f"arn:aws:iam::{ACCOUNT}:policy/eb-boundary"
+APP_POLICY = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::app-data/*"}]}
+SHARED_TAGS = {"team": "platform", "cost-center": "4711"}
+# Calls that would change the adopted role or profile (or take them over).
+ADOPTING_CALLS = {"TagRole", "TagInstanceProfile", "PutRolePolicy", "AttachRolePolicy", "UpdateRole",
+                  "UpdateAssumeRolePolicy", "PutRolePermissionsBoundary", "AddRoleToInstanceProfile"}
+
+
+def shared_role(iam, *, profile: bool = True, more_tags: int = 0) -> None:
+    """The default profile as a team that shares it left it: besides what `default_profile` gives
+    it, a permissions boundary, an inline policy `app` and tags (`more_tags` more of them)."""
+    iam.create_policy(PolicyName="eb-boundary", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    default_profile(iam, profile=profile)
+    iam.put_role_permissions_boundary(RoleName=DEFAULT, PermissionsBoundary=BOUNDARY)
+    iam.put_role_policy(RoleName=DEFAULT, PolicyName="app", PolicyDocument=json.dumps(APP_POLICY))
+    tags = {**SHARED_TAGS, **{f"extra-{i}": "x" for i in range(more_tags)}}
+    items = list(tags.items())
+    for start in range(0, len(items), 40):
+        iam.tag_role(RoleName=DEFAULT, Tags=tag_list(dict(items[start:start + 40])))
+
+
+def with_action(action: str) -> dict:
+    return {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": action, "Resource": "arn:aws:s3:::app-data/*"}]}
+
+
+@pytest.mark.parametrize("profile_exists", [True, False], ids=["with-profile", "role-only"])
+@pytest.mark.parametrize("prop, more_tags, change", [
+    ("InlinePolicies.app", 0, {"InlinePolicies": {"app": with_action("s3:PutObject")}}),
+    # Keys compare regardless of case: Team is the role's team tag.
+    ("Tags.Team", 0, {"Tags": [{"Key": "Team", "Value": "web"}]}),
+    ("Description", 0, {"Description": "From the template"}),
+    ("MaxSessionDuration", 0, {"MaxSessionDuration": "3600"}),
+    # 45 tags, 3 more from the template and the function's own 3 (stack-id, logical-id, adopted):
+    # 51, over IAM's 50.
+    ("Tags", 43, {"Tags": [{"Key": f"new-{i}", "Value": "v"} for i in range(3)]}),
+], ids=["inline-policy", "tag-value", "description", "max-session-duration", "tag-quota"])
+def test_adoption_refuses_to_change_what_the_role_has(start_function, proxy, cfn, moto, iam,
+                                                       prop, more_tags, change, profile_exists):
+    """Adopting a role with a boundary, an inline policy and tags, with a template that would change
+    one of them (or go over IAM's 50 tags): FAILED naming the property, and the role exactly as it
+    was, without even the ownership tags; the rollback Delete leaves it so and nothing of the
+    function's behind."""
+    shared_role(iam, profile=profile_exists, more_tags=more_tags)
+    calls = MutatingCalls()
+    proxy.hooks.append(calls)
+    start_function(iam_proxy=proxy)
+    before = moto.iam_snapshot()
+    props = {**ADOPT, **change}
+
+    result, response = cfn.send("Create", props)
+
+    failed(response, result)
+    assert response["Reason"].startswith(f"{prop}:"), response["Reason"]
+    if prop == "Tags":
+        assert "quota of 50 tags" in response["Reason"], response["Reason"]
+    assert not ADOPTING_CALLS & set(calls.actions), calls.actions
+    after = moto.iam_snapshot()
+    assert after["roles"] == before["roles"]
+    if profile_exists:
+        assert after["instance_profiles"] == before["instance_profiles"]
+
+    delete(cfn, response["PhysicalResourceId"], props)
+
+    assert moto.iam_snapshot() == before
+
+
+def test_adoption_of_what_the_role_has_already_puts_nothing(start_function, proxy, cfn, moto, iam):
+    """The same inline policy document (written another way: compared as JSON), the same tag value
+    (under a key of another case) and the same description and session duration adopt fine:
+    SUCCESS, no PutRolePolicy, the role keeps all it had and gains only the ownership tags."""
+    shared_role(iam)
+    calls = MutatingCalls()
+    proxy.hooks.append(calls)
+    start_function(iam_proxy=proxy)
+    before = moto.iam_snapshot()["roles"][DEFAULT]
+    same_document = json.dumps({"Statement": [dict(reversed(APP_POLICY["Statement"][0].items()))],
+                                "Version": "2012-10-17"}, indent=2)
+    props = {**ADOPT, "InlinePolicies": {"app": same_document},
+             "Tags": [{"Key": "TEAM", "Value": "platform"}],
+             "Description": DESCRIPTION, "MaxSessionDuration": "7200"}
+
+    create(cfn, props)
+
+    assert "PutRolePolicy" not in calls.actions, calls.actions
     role = moto.iam_snapshot()["roles"][DEFAULT]
-    assert (role["description"], role["max_session_duration"]) == (DESCRIPTION, 7200)
+    assert own_tags(role["tags"]) == ADOPTED_TAGS
+    assert {**role, "tags": {k: v for k, v in role["tags"].items() if k not in ADOPTED_TAGS},
+            "managed_policies": before["managed_policies"]} == before
+    assert role["managed_policies"] == sorted([WEB, WORKER, DOCKER, S3_READ])
