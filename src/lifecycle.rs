@@ -127,7 +127,8 @@ impl Error {
             | Self::TrustPolicy(_)
             | Self::AdoptedBoundary { .. }
             | Self::Quota { .. }
-            | Self::HoldsOtherRole { .. } => true,
+            | Self::HoldsOtherRole { .. }
+            | Self::Adopted(_) => true,
             Self::Iam(e) => e.names_missing_policy(),
             _ => false,
         }
@@ -764,13 +765,13 @@ async fn build(
         let names = desired.spec.inline_policies.keys();
         match iam.inline_documents(&desired.target.role, names).await {
             Ok(documents) => documents,
-            Err(error) => return Err((error.into(), made)),
+            Err(error) => return Err((error.into(), seen)),
         }
     } else {
         plan::InlineDocuments::new()
     };
     if let Some(conflict) = plan::adoption_conflict(desired, &role, &profile, &inline) {
-        return Err((Error::Adopted(Box::new(conflict)), made));
+        return Err((Error::Adopted(Box::new(conflict)), seen));
     }
     let plan = plan::converge(desired, &role, &profile, old).without_unchanged_inline(&inline);
     // An adopted role is only ever added to, and the execution role lets the function take nothing

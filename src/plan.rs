@@ -1142,7 +1142,11 @@ mod tests {
         .replace('+', "%20");
         let inline = InlineDocuments::from([(PolicyName::parse("app").unwrap(), app)]);
         let o = owner();
-        (o.adopt(role), o.adopt(profile), inline)
+        (
+            o.claim_or_adopt(role).unwrap(),
+            o.claim_or_adopt(profile).unwrap(),
+            inline,
+        )
     }
 
     fn conflict_of(props: Value) -> Option<AdoptionConflict> {
@@ -1201,7 +1205,10 @@ mod tests {
         role.tags
             .extend((0..44).map(|i| (format!("k{i}"), "v".to_owned())));
         let o = owner();
-        let (role, profile) = (o.adopt(role), o.adopt(profile));
+        let (role, profile) = (
+            o.claim_or_adopt(role).unwrap(),
+            o.claim_or_adopt(profile).unwrap(),
+        );
         let tags = |n: usize| {
             let mut tags = vec![
                 json!({"Key": "team", "Value": "web"}),
