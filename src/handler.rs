@@ -273,6 +273,12 @@ async fn answer_request(
     let left = deadline.saturating_duration_since(Instant::now());
     let budget = left.saturating_sub(response_reserve(left));
     let fallback = plan::fallback_physical_id(&env.config.rules, &request);
+    // Ids too long to echo in a response CloudFormation accepts: no answer could ever be
+    // delivered, so no Delete would ever follow. Nothing is done.
+    protocol::render(
+        &request.reply_to,
+        &Outcome::failed(fallback.clone(), String::new()),
+    )?;
     let work = {
         let (env, request) = (env.clone(), request.clone());
         let work_deadline = Instant::now() + budget;

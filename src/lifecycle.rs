@@ -129,7 +129,10 @@ impl Error {
             | Self::Quota { .. }
             | Self::HoldsOtherRole { .. }
             | Self::Adopted(_) => true,
-            Self::Iam(e) => e.names_missing_policy(),
+            // IAM refusing the input itself (a value too long for a tag, say) or a policy ARN.
+            Self::Iam(e) => {
+                e.names_missing_policy() || e.is("ValidationError") || e.is("InvalidInput")
+            }
             _ => false,
         }
     }
@@ -391,26 +394,31 @@ impl Change<'_> {
         // The work stops early enough to remove what it made: CloudFormation never learns the
         // new names of a failed replacement, so nothing else ever would.
         let stop = settle_deadline(self.deadline);
-        let (error, seen) =
-            match tokio::time::timeout_at(stop, build_new(iam, self.config, desired, stop)).await {
-                // CloudFormation sees the new PhysicalResourceId and later deletes the old one.
-                Ok(Ok(built)) => return Ok(success(desired, &built, "replaced")),
-                Ok(Err(failed)) => failed,
-                Err(_) => {
-                    tracing::error!("replacement overran its time: removing what it made");
-                    let error = Error::Overran {
-                        profile: target.profile.to_string(),
-                        role: target.role.to_string(),
-                    };
-                    (error, Seen::default())
-                }
-            };
+        // The propagation wait ends by `stop` on its own; the hard stop, for IAM not answering,
+        // comes a little later so that it does not cut off the wait's last read.
+        let hard_stop = stop + self.deadline.saturating_duration_since(stop) / 4;
+        let build = build_new(iam, self.config, desired, stop);
+        let (error, seen) = match tokio::time::timeout_at(hard_stop, build).await {
+            // CloudFormation sees the new PhysicalResourceId and later deletes the old one.
+            Ok(Ok(built)) => return Ok(success(desired, &built, "replaced")),
+            Ok(Err(failed)) => failed,
+            Err(_) => {
+                tracing::error!("replacement overran its time: removing what it made");
+                let error = Error::Overran {
+                    profile: target.profile.to_string(),
+                    role: target.role.to_string(),
+                };
+                (error, Seen::default())
+            }
+        };
         // Only what this request created: an owned entity that existed already may be the
         // original that a rollback is returning to.
         let undo_until = self
             .deadline
             .checked_sub(UNDO_MARGIN)
             .unwrap_or(self.deadline);
+        // The undo waits out IAM's propagation of what it removes until its own end.
+        let iam = &iam.settling_until(undo_until);
         let undo = tokio::time::timeout_at(
             undo_until,
             undo_request(iam, &target, owner, request_id, seen, Reach::Request),
@@ -1041,11 +1049,17 @@ async fn undo_request(
             &target.role
         )),
     );
-    let scope = Scope::Request(request_id);
+    let scope = match reach {
+        Reach::Request => Scope::Request(request_id),
+        Reach::Delivery => Scope::Resource,
+    };
     let profile = if_owned(owner, profile?);
     let mut found = find_owned(iam, target, owner, profile, scope, Some(role?), 0).await?;
     if reach == Reach::Delivery {
-        if seen.role != Presence::Created {
+        // What this delivery created goes; what it adopted is given back (teardown only untags
+        // an adopted entity); what another delivery made stays.
+        if seen.role != Presence::Created && found.role.as_ref().is_some_and(|r| !r.state.adopted())
+        {
             found.role = None;
         }
         if seen.profile != Presence::Created

@@ -18,6 +18,14 @@ from stack_fixtures import FUNCTION_STACK, engine, stacks  # noqa: F401 (fixture
 # IAM: AttachRolePolicy answers NoSuchEntity.
 MISSING_POLICY = aws_policy("AmazonS3NoSuchPolicy")
 TAG_ROLE_NAME = "eb-instance-profile:role-name"
+TAG_REQUEST_ID = "eb-instance-profile:request-id"
+# What iam_state shows for a request-id tag: which request made an entity is not compared, only
+# that one did.
+A_REQUEST = "<a request id>"
+
+
+def _tags(tags: dict[str, str]) -> dict[str, str]:
+    return {k: (A_REQUEST if k == TAG_REQUEST_ID and v else v) for k, v in tags.items()}
 
 
 # What the tests compare
@@ -32,9 +40,9 @@ def iam_state(moto) -> dict:
         roles = profile["roles"]
         role = snapshot["roles"].get(roles[0]) if roles else None
         in_profiles.update(roles)
-        state[name] = {"roles": roles, "profile_tags": profile["tags"],
+        state[name] = {"roles": roles, "profile_tags": _tags(profile["tags"]),
                        "policies": role["managed_policies"] if role else None,
-                       "role_tags": role["tags"] if role else None}
+                       "role_tags": _tags(role["tags"]) if role else None}
     for name, role in snapshot["roles"].items():
         if name not in in_profiles:
             state[f"role without profile: {name}"] = {"policies": role["managed_policies"]}
@@ -43,7 +51,7 @@ def iam_state(moto) -> dict:
 
 def owned(stack_id: str, logical_id: str, role: str, policies: list[str], **user_tags) -> dict:
     """The iam_state entry of a profile made by resource `logical_id` of `stack_id`."""
-    own = {TAG_STACK_ID: stack_id, TAG_LOGICAL_ID: logical_id}
+    own = {TAG_STACK_ID: stack_id, TAG_LOGICAL_ID: logical_id, TAG_REQUEST_ID: A_REQUEST}
     return {"roles": [role], "profile_tags": {**own, TAG_ROLE_NAME: role, **user_tags},
             "policies": sorted(policies), "role_tags": {**own, **user_tags}}
 
