@@ -186,7 +186,8 @@ async fn create(iam: &Iam, config: &Config, request: &Request, deadline: Instant
     };
     match build_new(iam, config, desired, settle_deadline(deadline)).await {
         Ok(built) => success(desired, &built, "created"),
-        // A refusal is met by every delivery of the request alike: what this one made is removed.
+        // A refusal is met by every delivery of the request alike, so none answered SUCCESS: what
+        // the request made is removed.
         Err((error, seen)) if error.is_refusal() => {
             let undo = undo_request(
                 iam,
@@ -194,7 +195,7 @@ async fn create(iam: &Iam, config: &Config, request: &Request, deadline: Instant
                 &owner,
                 request.request_id(),
                 seen,
-                Reach::Delivery,
+                Reach::Refused,
             )
             .await;
             Outcome::failed(target.profile.to_string(), with_undo(error, undo))
@@ -593,10 +594,11 @@ enum Reach {
     /// Everything the request created (its RequestId tag), answered or not: a failed replacement,
     /// whose new names CloudFormation never learns.
     Request,
-    /// Only what this delivery's own creates were answered with: a Create refused for the state
-    /// of things it did not make, which every other delivery meets too, so that none of them
-    /// can have answered SUCCESS.
-    Delivery,
+    /// A Create refused for the state of things it did not make, which every delivery of the
+    /// request meets alike, so that none of them can have answered SUCCESS: what the request
+    /// created goes (answered or not: a lost answer's retry meets EntityAlreadyExists), what it
+    /// adopted is given back.
+    Refused,
 }
 
 /// Which owned entities at a resource's names a teardown removes.
@@ -1051,19 +1053,26 @@ async fn undo_request(
     );
     let scope = match reach {
         Reach::Request => Scope::Request(request_id),
-        Reach::Delivery => Scope::Resource,
+        Reach::Refused => Scope::Resource,
     };
     let profile = if_owned(owner, profile?);
     let mut found = find_owned(iam, target, owner, profile, scope, Some(role?), 0).await?;
-    if reach == Reach::Delivery {
-        // What this delivery created goes; what it adopted is given back (teardown only untags
-        // an adopted entity); what another delivery made stays.
-        if seen.role != Presence::Created && found.role.as_ref().is_some_and(|r| !r.state.adopted())
+    if reach == Reach::Refused {
+        // What the request created goes; what it adopted is given back (a teardown only untags
+        // an adopted entity); anything else of this resource's stays.
+        let ours = |adopted: bool, created: bool| adopted || created;
+        if found
+            .role
+            .as_ref()
+            .is_some_and(|r| !ours(r.state.adopted(), r.state.created_by(request_id)))
         {
             found.role = None;
         }
-        if seen.profile != Presence::Created
-            && let Some(profile) = &mut found.profile
+        if let Some(profile) = &mut found.profile
+            && !ours(
+                profile.state.adopted(),
+                profile.state.created_by(request_id),
+            )
         {
             profile.fate = Fate::Keep;
         }
