@@ -98,7 +98,8 @@ pub enum Error {
     Overran { profile: String, role: String },
     #[error(
         "removing them did not finish in time either: instance profile {profile} and role {role} \
-         may remain, tagged {TAG_REQUEST_ID}={request_id}; no stack tracks them: delete them"
+         may remain, their tag {TAG_REQUEST_ID} starting with {request_id}; no stack tracks them: \
+         delete them"
     )]
     UndoOverran {
         profile: String,
@@ -178,26 +179,20 @@ async fn create(iam: &Iam, config: &Config, request: &Request, deadline: Instant
     };
     let owner = Owner::of(request);
     let target = Target::new_for(&spec, request);
+    let creation = plan::creation_tag(request.request_id(), &names::delivery_mark());
     let desired = Desired {
         target: &target,
         spec: &spec,
         owner: &owner,
-        request_id: request.request_id(),
+        creation: &creation,
     };
     match build_new(iam, config, desired, settle_deadline(deadline)).await {
         Ok(built) => success(desired, &built, "created"),
         // A refusal is met by every delivery of the request alike, so none answered SUCCESS: what
         // the request made is removed.
         Err((error, seen)) if error.is_refusal() => {
-            let undo = undo_request(
-                iam,
-                &target,
-                &owner,
-                request.request_id(),
-                seen,
-                Reach::Refused,
-            )
-            .await;
+            let reach = Reach::Refused(request.request_id());
+            let undo = undo_request(iam, &target, &owner, seen, reach).await;
             Outcome::failed(target.profile.to_string(), with_undo(error, undo))
         }
         // Otherwise nothing is undone here: what this resource owns at these names may be what an
@@ -235,7 +230,9 @@ async fn update(
         .map(|old| spec.identity().changed(&old.identity()))
         .unwrap_or_default();
     let owner = Owner::of(request);
+    let creation = plan::creation_tag(request.request_id(), &names::delivery_mark());
     let change = Change {
+        creation: &creation,
         iam,
         config,
         deadline,
@@ -275,6 +272,8 @@ struct Change<'a> {
     old: Option<&'a Spec>,
     owner: &'a Owner,
     physical_id: &'a str,
+    /// What this delivery tags what it creates with.
+    creation: &'a str,
 }
 
 impl Change<'_> {
@@ -297,8 +296,11 @@ impl Change<'_> {
             (Some(want), Some(have)) => want.same_entity(have.as_str()),
             (Some(_), None) => false,
             // The default role is named after the profile when that fits, else generated.
+            // Resources made before that with a profile name too long for a role have a role named
+            // from the request's ids instead: any role is theirs.
             (None, Some(have)) => {
-                default_role(self.physical_id).is_none_or(|r| r.same_entity(have.as_str()))
+                RoleName::parse(self.physical_id).is_err()
+                    || default_role(self.physical_id).is_none_or(|r| r.same_entity(have.as_str()))
             }
             (None, None) => true,
         };
@@ -349,7 +351,7 @@ impl Change<'_> {
             target: &target,
             spec,
             owner,
-            request_id: self.request.request_id(),
+            creation: self.creation,
         };
         let built = build(iam, desired, self.old, Order::ReadFirst, known)
             .await
@@ -385,12 +387,11 @@ impl Change<'_> {
         if old_role.is_some_and(|r| target.role.same_entity(r.as_str())) {
             return Err(needs_new_name("RoleName", target.role.as_str()));
         }
-        let request_id = self.request.request_id();
         let desired = Desired {
             target: &target,
             spec,
             owner,
-            request_id,
+            creation: self.creation,
         };
         // The work stops early enough to remove what it made: CloudFormation never learns the
         // new names of a failed replacement, so nothing else ever would.
@@ -409,7 +410,13 @@ impl Change<'_> {
                     profile: target.profile.to_string(),
                     role: target.role.to_string(),
                 };
-                (error, Seen::default())
+                // Its creates may have taken effect unanswered: a read that misses one is read
+                // again while the undo has time.
+                let seen = Seen {
+                    profile: Presence::Found,
+                    role: Presence::Found,
+                };
+                (error, seen)
             }
         };
         // Only what this request created: an owned entity that existed already may be the
@@ -422,14 +429,14 @@ impl Change<'_> {
         let iam = &iam.settling_until(undo_until);
         let undo = tokio::time::timeout_at(
             undo_until,
-            undo_request(iam, &target, owner, request_id, seen, Reach::Request),
+            undo_request(iam, &target, owner, seen, Reach::Delivery(self.creation)),
         )
         .await
         .unwrap_or_else(|_| {
             Err(Error::UndoOverran {
                 profile: target.profile.to_string(),
                 role: target.role.to_string(),
-                request_id: request_id.to_owned(),
+                request_id: self.request.request_id().to_owned(),
             })
         });
         Ok(Outcome::failed(physical_id, with_undo(error, undo)))
@@ -590,15 +597,16 @@ fn presence<S>(ensured: &Result<(S, Presence), Error>) -> Presence {
 
 /// How far the undo of a failed build reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reach {
-    /// Everything the request created (its RequestId tag), answered or not: a failed replacement,
-    /// whose new names CloudFormation never learns.
-    Request,
+enum Reach<'a> {
+    /// What the delivery with this [`plan::creation_tag`] created, answered or not: a failed
+    /// replacement, whose new names CloudFormation never learns. What an earlier delivery of the
+    /// same request made stays: it may have answered SUCCESS.
+    Delivery(&'a str),
     /// A Create refused for the state of things it did not make, which every delivery of the
-    /// request meets alike, so that none of them can have answered SUCCESS: what the request
-    /// created goes (answered or not: a lost answer's retry meets EntityAlreadyExists), what it
-    /// adopted is given back.
-    Refused,
+    /// request meets alike, so that none of them can have answered SUCCESS: what any delivery of
+    /// the request created goes (answered or not: a lost answer's retry meets
+    /// EntityAlreadyExists), what it adopted is given back. The request's RequestId.
+    Refused(&'a str),
 }
 
 /// Which owned entities at a resource's names a teardown removes.
@@ -606,16 +614,17 @@ enum Reach {
 enum Scope<'a> {
     /// Everything this resource owns there (Delete).
     Resource,
-    /// What the request with this id created (the undo of a failed replacement). An owned
-    /// profile that was there before is kept and only loses the role being deleted.
-    Request(&'a str),
+    /// What the delivery with this [`plan::creation_tag`] created (the undo of a failed
+    /// replacement). An owned profile that was there before is kept and only loses the role
+    /// being deleted.
+    Delivery(&'a str),
 }
 
 impl Scope<'_> {
     fn covers<T: Tagged>(self, entity: &Owned<T>) -> bool {
         match self {
             Self::Resource => true,
-            Self::Request(id) => entity.created_by(id),
+            Self::Delivery(creation) => entity.created_in(creation),
         }
     }
 
@@ -780,7 +789,7 @@ async fn build(
     } else {
         plan::InlineDocuments::new()
     };
-    if let Some(conflict) = plan::adoption_conflict(desired, &role, &profile, &inline) {
+    if let Some(conflict) = plan::adoption_conflict(desired, &role, &profile, &inline, old) {
         return Err((Error::Adopted(Box::new(conflict)), seen));
     }
     let plan = plan::converge(desired, &role, &profile, old).without_unchanged_inline(&inline);
@@ -1032,16 +1041,14 @@ async fn role_with_inline(
     Ok(Some((role, inline)))
 }
 
-/// Removes what the request `request_id` created at `target` (the entities carrying its
-/// [`TAG_REQUEST_ID`]), as far as `reach` goes. An entity `seen` to exist that reads as absent is
-/// read again.
+/// Removes what was created at `target` by the delivery or request `reach` names (as the entities'
+/// [`TAG_REQUEST_ID`] says). An entity `seen` to exist that reads as absent is read again.
 async fn undo_request(
     iam: &Iam,
     target: &Target,
     owner: &Owner,
-    request_id: &str,
     seen: Seen,
-    reach: Reach,
+    reach: Reach<'_>,
 ) -> Result<(), Error> {
     let read_profile = || async { Ok::<_, Error>(iam.profile(&target.profile).await?) };
     let (profile, role) = tokio::join!(
@@ -1052,12 +1059,12 @@ async fn undo_request(
         )),
     );
     let scope = match reach {
-        Reach::Request => Scope::Request(request_id),
-        Reach::Refused => Scope::Resource,
+        Reach::Delivery(creation) => Scope::Delivery(creation),
+        Reach::Refused(_) => Scope::Resource,
     };
     let profile = if_owned(owner, profile?);
     let mut found = find_owned(iam, target, owner, profile, scope, Some(role?), 0).await?;
-    if reach == Reach::Refused {
+    if let Reach::Refused(request_id) = reach {
         // What the request created goes; what it adopted is given back (a teardown only untags
         // an adopted entity); anything else of this resource's stays.
         let ours = |adopted: bool, created: bool| adopted || created;

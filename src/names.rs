@@ -196,6 +196,20 @@ pub fn generated(stack_id: &str, logical_id: &str, request_id: &str) -> String {
     format!("{prefix}-{suffix}")
 }
 
+/// A mark no other delivery shares, for telling a delivery's creates from those of an earlier
+/// delivery of the same request (Lambda retries an invocation with the same event and request id).
+/// Random: the hasher's keys are seeded per process, and the clock goes in too.
+pub fn delivery_mark() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    hasher.write_u128(now);
+    format!("{:016x}", hasher.finish())
+}
+
 /// The name of the role of a profile whose template names none: the profile's own name when it fits
 /// a role (64 characters against a profile's 128), else its first characters and a digest of the
 /// whole name. It follows from the profile's name alone, so that a Delete, which knows only the

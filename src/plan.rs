@@ -21,10 +21,18 @@ pub const TAG_ROLE_NAME: &str = "eb-instance-profile:role-name";
 /// Tag marking an entity that existed before this resource took it over (AdoptExisting): it is
 /// only ever added to, and Delete leaves it in place.
 pub const TAG_ADOPTED: &str = "eb-instance-profile:adopted";
-/// Tag naming the CloudFormation request (its RequestId) that created an entity. A failed
-/// replacement tells what it made from everything else at the same names by this tag, even when a
-/// create's answer was lost and the retry met EntityAlreadyExists.
+/// Tag naming the CloudFormation request (its RequestId) that created an entity, and which
+/// delivery of it ([`creation_tag`]). A failed replacement tells what it made from everything else
+/// at the same names by this tag, even when a create's answer was lost and the retry met
+/// EntityAlreadyExists, and from what an earlier delivery of the same request made and may have
+/// answered SUCCESS for.
 pub const TAG_REQUEST_ID: &str = "eb-instance-profile:request-id";
+
+/// The value of [`TAG_REQUEST_ID`]: the RequestId, a space, and a mark of the delivery
+/// ([`crate::names::delivery_mark`]).
+pub fn creation_tag(request_id: &str, delivery: &str) -> String {
+    format!("{request_id} {delivery}")
+}
 /// Every tag key the function manages itself.
 pub const OWN_TAG_KEYS: [&str; 5] = [
     TAG_STACK_ID,
@@ -116,10 +124,25 @@ impl<T> Owned<T> {
 }
 
 impl<T: Tagged> Owned<T> {
-    /// Whether the request `request_id` created this entity (its request-id tag says so).
+    /// Whether a delivery of the request `request_id` created this entity (its request-id tag
+    /// says so).
     pub fn created_by(&self, request_id: &str) -> bool {
-        self.origin == Origin::Created
-            && self.state.tags().get(TAG_REQUEST_ID).map(String::as_str) == Some(request_id)
+        self.creation().is_some_and(|c| {
+            c.strip_prefix(request_id)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
+        })
+    }
+
+    /// Whether the delivery whose [`creation_tag`] is `creation` created this entity.
+    pub fn created_in(&self, creation: &str) -> bool {
+        self.creation() == Some(creation)
+    }
+
+    fn creation(&self) -> Option<&str> {
+        match self.origin {
+            Origin::Created => self.state.tags().get(TAG_REQUEST_ID).map(String::as_str),
+            Origin::Adopted => None,
+        }
     }
 }
 
@@ -246,8 +269,8 @@ pub struct Desired<'a> {
     pub target: &'a Target,
     pub spec: &'a Spec,
     pub owner: &'a Owner,
-    /// The request doing the work: what it creates carries its id ([`TAG_REQUEST_ID`]).
-    pub request_id: &'a str,
+    /// What the delivery doing the work tags what it creates with ([`creation_tag`]).
+    pub creation: &'a str,
 }
 
 impl Desired<'_> {
@@ -296,7 +319,7 @@ impl Desired<'_> {
     }
 
     fn with_request_id(&self, mut tags: Tags) -> Tags {
-        tags.insert(TAG_REQUEST_ID.into(), self.request_id.to_owned());
+        tags.insert(TAG_REQUEST_ID.into(), self.creation.to_owned());
         tags
     }
 
@@ -640,12 +663,24 @@ pub fn adoption_conflict(
     role: &Owned<RoleState>,
     profile: &Owned<ProfileState>,
     inline: &InlineDocuments,
+    old: Option<&Spec>,
 ) -> Option<AdoptionConflict> {
     let (spec, target) = (desired.spec, desired.target);
     let shown = |text: &str| crate::spec::truncate(text, 200);
+    // The function never writes an adopted role's description or session duration: a value the
+    // previous template gave too is no change asked for (a stack adopted before these were
+    // refused, and the rollback Update of any stack, keep working).
+    let unchanged_description =
+        old.is_some_and(|o| o.description_given && o.description == spec.description);
+    let unchanged_session = old.is_some_and(|o| {
+        o.max_session_duration_given && o.max_session_duration == spec.max_session_duration
+    });
     if role.adopted() {
         let name = target.role.to_string();
-        if spec.description_given && role.description.as_deref().unwrap_or("") != spec.description {
+        if spec.description_given
+            && !unchanged_description
+            && role.description.as_deref().unwrap_or("") != spec.description
+        {
             return Some(AdoptionConflict::Description {
                 role: name,
                 have: role.description.as_deref().map(shown),
@@ -653,6 +688,7 @@ pub fn adoption_conflict(
         }
         if let Some(have) = role.max_session_duration
             && spec.max_session_duration_given
+            && !unchanged_session
             && have != spec.max_session_duration
         {
             return Some(AdoptionConflict::MaxSessionDuration {
@@ -880,7 +916,7 @@ mod tests {
             target: &t,
             spec: s,
             owner: &o,
-            request_id: "req",
+            creation: "req d1",
         })
     }
 
@@ -947,18 +983,22 @@ mod tests {
     fn what_a_request_created_carries_its_id() {
         let s = spec(json!({}));
         let role = with_desired(&s, |d| d.created_role("arn".into()));
-        assert!(role.created_by("req"));
-        assert!(!role.created_by("another request"));
+        assert!(role.created_by("req") && role.created_in("req d1"));
+        assert!(!role.created_by("re") && !role.created_by("another request"));
+        assert!(
+            !role.created_in("req d2"),
+            "another delivery of the same request"
+        );
         // Claimed back from IAM, the tag still tells; an adopted entity was created by no request.
         let claimed = owner().claim(role.into_inner()).unwrap();
-        assert!(claimed.created_by("req"));
+        assert!(claimed.created_by("req") && claimed.created_in("req d1"));
         let adopted = owner()
             .claim_or_adopt(RoleState {
-                tags: Tags::from([(TAG_REQUEST_ID.to_owned(), "req".to_owned())]),
+                tags: Tags::from([(TAG_REQUEST_ID.to_owned(), "req d1".to_owned())]),
                 ..RoleState::default()
             })
             .unwrap();
-        assert!(!adopted.created_by("req"));
+        assert!(!adopted.created_by("req") && !adopted.created_in("req d1"));
     }
 
     #[test]
@@ -1152,7 +1192,21 @@ mod tests {
     fn conflict_of(props: Value) -> Option<AdoptionConflict> {
         let s = spec(props);
         let (role, profile, inline) = adopted_entities();
-        with_desired(&s, |d| adoption_conflict(d, &role, &profile, &inline))
+        with_desired(&s, |d| adoption_conflict(d, &role, &profile, &inline, None))
+    }
+
+    #[test]
+    fn a_value_the_previous_template_gave_too_is_no_conflict() {
+        let props = json!({"Description": "theirs?", "MaxSessionDuration": "7200"});
+        let (new, old) = (spec(props.clone()), spec(props));
+        let (role, profile, inline) = adopted_entities();
+        let conflict = |old| {
+            with_desired(&new, |d| {
+                adoption_conflict(d, &role, &profile, &inline, old)
+            })
+        };
+        assert!(conflict(None).is_some());
+        assert!(conflict(Some(&old)).is_none());
     }
 
     #[test]
@@ -1219,7 +1273,7 @@ mod tests {
         };
         let check = |n: usize| {
             let s = spec(json!({"Tags": tags(n)}));
-            with_desired(&s, |d| adoption_conflict(d, &role, &profile, &inline))
+            with_desired(&s, |d| adoption_conflict(d, &role, &profile, &inline, None))
         };
         assert_eq!(check(2), None);
         let Some(AdoptionConflict::TagQuota {
@@ -1246,7 +1300,7 @@ mod tests {
         let (role, profile) = applied(&spec(json!({"Tags": [{"Key": "Team", "Value": "web"}]})));
         let none = InlineDocuments::new();
         assert_eq!(
-            with_desired(&s, |d| adoption_conflict(d, &role, &profile, &none)),
+            with_desired(&s, |d| adoption_conflict(d, &role, &profile, &none, None)),
             None
         );
     }

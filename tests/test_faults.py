@@ -180,6 +180,30 @@ def test_a_failing_second_delivery_of_a_succeeded_create_removes_nothing(through
     assert moto.iam_snapshot() == after_first
 
 
+def test_a_failing_second_delivery_of_a_succeeded_replacement_removes_nothing(
+        through_proxy, proxy, cfn, moto):
+    """The same replacement delivered again after its SUCCESS: the new entities carry the same
+    RequestId but another delivery's mark, so this delivery, failing on a profile it reads as
+    missing for good, leaves them to the stack that now tracks them."""
+    through_proxy()
+    old, new = {"InstanceProfileName": "before"}, {"InstanceProfileName": "after"}
+    succeeded(cfn.send("Create", old)[1])
+    request_id = str(uuid.uuid4())
+    replaced = succeeded(cfn.send("Update", new, physical_id="before", old_properties=old,
+                                  request_id=request_id)[1])
+    assert replaced["PhysicalResourceId"] == "after"
+    after_first = moto.iam_snapshot()
+
+    proxy.hooks.append(HideProfile("after", Always()))
+    result, second = cfn.send("Update", new, physical_id="before", old_properties=old,
+                              request_id=request_id)
+    failed(second, result)
+    assert moto.iam_snapshot() == after_first
+    assert_complete({"roles": {k: v for k, v in after_first["roles"].items() if k == "after"},
+                     "instance_profiles": {"after": after_first["instance_profiles"]["after"]}},
+                    "after")
+
+
 def test_a_replacement_whose_creates_lost_their_answers_removes_them_when_it_fails(
         through_proxy, proxy, cfn, moto):
     """CreateRole and CreateInstanceProfile of the new names take effect, their answers are lost
