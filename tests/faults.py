@@ -31,6 +31,7 @@ from typing import Callable, Container, Sequence
 
 from local.iam_error import IamError
 from local.proxy import Exchange, Reply, Request
+from local.realistic import request_fingerprint
 
 
 def throttling() -> IamError:
@@ -212,7 +213,7 @@ class Transient:
     def __call__(self, request: Request) -> Reply | None:
         if not self.actions(request):
             return None
-        key = (request.action or "").encode() + b"\0" + request.body
+        key = request_fingerprint(request)
         with self._lock:
             self.requests += 1
             repeat = self._repeats[key]
