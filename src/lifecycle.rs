@@ -562,11 +562,10 @@ enum Presence {
     /// Nothing: its create failed, or never ran.
     #[default]
     Unknown,
-    /// IAM showed it: a read, or a create that met EntityAlreadyExists (made by an earlier
-    /// delivery, or by this one when an answer was lost).
+    /// IAM showed it: a create answered with it, a read, or a create that met
+    /// EntityAlreadyExists (made by an earlier delivery, or by this one when an answer was lost).
+    /// Who made it is the request-id tag's to say, not this.
     Found,
-    /// This delivery's create was answered with it: it did not exist before.
-    Created,
 }
 
 impl Presence {
@@ -575,7 +574,7 @@ impl Presence {
     fn retries(self) -> u32 {
         match self {
             Self::Unknown => 0,
-            Self::Found | Self::Created => crate::iam::READ_RETRIES,
+            Self::Found => crate::iam::READ_RETRIES,
         }
     }
 }
@@ -875,7 +874,7 @@ fn if_owned<T: Tagged>(owner: &Owner, state: Option<T>) -> Option<Owned<T>> {
 /// Makes an entity exist, reading first (or using what this request `known`s already) or creating
 /// first. When creation finds the name taken
 /// (a duplicate delivery got there first, or someone else), the entity is read and ownership
-/// decides. Says whether this call's create made it.
+/// decides. Says that IAM has shown it ([`Presence::Found`]).
 async fn ensure<S, Read, Create>(
     iam: &Iam,
     order: Order,
@@ -898,7 +897,7 @@ where
         }
     }
     match create().await? {
-        Some(state) => Ok((state, Presence::Created)),
+        Some(state) => Ok((state, Presence::Found)),
         // EntityAlreadyExists: an earlier delivery made it, or this request did and its answer
         // was lost. IAM has just said it exists, so a read that misses it is read again.
         None => read_expecting(iam, crate::iam::READ_RETRIES, read)
