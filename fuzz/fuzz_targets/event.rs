@@ -92,11 +92,17 @@ fn answer(parsed: Result<Request, InvalidRequest>) {
                 let (partition, path) = (partition.as_str(), spec.path.as_str());
                 format!("arn:{partition}:iam::123456789012:{kind}{path}{name}")
             };
+            let creation = plan::creation_tag(request.request_id(), &names::delivery_mark());
             let desired = Desired {
                 target: &target,
                 spec: &spec,
                 owner: &Owner::of(&request),
+                creation: &creation,
             };
+            // The tags Create puts on what it makes, the creation tag among them.
+            for tags in [desired.role_creation_tags(), desired.profile_creation_tags()] {
+                assert_eq!(tags.get(plan::TAG_REQUEST_ID), Some(&creation));
+            }
             desired.answer(
                 &arn("role", target.role.as_str()),
                 &arn("instance-profile", target.profile.as_str()),
