@@ -100,7 +100,10 @@ fn answer(parsed: Result<Request, InvalidRequest>) {
                 creation: &creation,
             };
             // The tags Create puts on what it makes, the creation tag among them.
-            for tags in [desired.role_creation_tags(), desired.profile_creation_tags()] {
+            for tags in [
+                desired.role_creation_tags(),
+                desired.profile_creation_tags(),
+            ] {
                 assert_eq!(tags.get(plan::TAG_REQUEST_ID), Some(&creation));
             }
             desired.answer(
