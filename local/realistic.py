@@ -28,8 +28,11 @@ answer and enforces no quotas, behave like the real service:
    LimitExceeded "Cannot exceed quota for ACLSizePerRole: 2048", kubeflow/kubeflow issue #6687),
    a role's inline policies at most 10,240 together (409 LimitExceeded "Maximum policy size of 10240
    bytes exceeded for role X", kubernetes/kops issue #12558), and the name patterns and lengths
-   (role 64, instance profile 128, `[\\w+=,.@-]+`). RemoveRoleFromInstanceProfile of a role the
-   profile does not hold answers NoSuchEntity, as IAM does (moto answers 500).
+   (role 64, instance profile 128, `[\\w+=,.@-]+`), and those of a tag (key 1-128 characters,
+   value at most 256, both only `[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]`: AWS IAM API reference, "Tag",
+   docs.aws.amazon.com/IAM/latest/APIReference/API_Tag.html; moto checks only the lengths).
+   RemoveRoleFromInstanceProfile of a role the profile does not hold answers NoSuchEntity, as IAM
+   does (moto answers 500).
 
 Every choice is a hash of the seed, the change, the request (action and form body) and how often
 that same request came since the change: the same run gets the same behaviour whatever the thread
@@ -53,6 +56,7 @@ import os
 import re
 import threading
 import time
+import unicodedata
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -135,6 +139,12 @@ class Stale:
 
     error: IamError | None = None
     strip: str | None = None         # "roles": the profile's roles; else the member text to drop
+
+
+def _tag_char(c: str) -> bool:
+    """Whether IAM allows `c` in a tag key or value: a letter, a separator (space), a number, or
+    one of `_.:/=+-@`."""
+    return unicodedata.category(c)[0] in "LZN" or c in "_.:/=+-@"
 
 
 def _form(body: bytes) -> dict[str, str]:
@@ -380,6 +390,14 @@ class Realistic:
 
     @staticmethod
     def _tags_error(tags: list[dict[str, str]], existing: list[str], action: str) -> IamError | None:
+        for i, tag in enumerate(tags, start=1):
+            for part, longest, shortest in (("Key", 128, 1), ("Value", 256, 0)):
+                text, member = tag.get(part, ""), f"tags.{i}.member.{part.lower()}"
+                if not shortest <= len(text) <= longest:
+                    return validation_error(text, member, f"have length less than or equal to {longest}")
+                if not all(_tag_char(c) for c in text):
+                    return validation_error(text, member, "satisfy regular expression pattern: "
+                                            r"[\p{L}\p{Z}\p{N}_.:/=+\-@]*")
         keys = [t.get("Key", "") for t in tags]
         if len({k.lower() for k in keys}) != len(keys):
             return IamError(400, "InvalidInput", "Duplicate tag keys found. Please note that Tag keys "

@@ -597,9 +597,10 @@ fn presence<S>(ensured: &Result<(S, Presence), Error>) -> Presence {
 /// How far the undo of a failed build reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reach<'a> {
-    /// What the delivery with this [`plan::creation_tag`] created, answered or not: a failed
-    /// replacement, whose new names CloudFormation never learns. What an earlier delivery of the
-    /// same request made stays: it may have answered SUCCESS.
+    /// What the delivery with this [`plan::creation_tag`] created, answered or not, goes, and
+    /// what it adopted is given back: a failed replacement, whose new names CloudFormation never
+    /// learns. What an earlier delivery of the same request made or adopted stays: it may have
+    /// answered SUCCESS.
     Delivery(&'a str),
     /// A Create refused for the state of things it did not make, which every delivery of the
     /// request meets alike, so that none of them can have answered SUCCESS: what any delivery of
@@ -613,9 +614,9 @@ enum Reach<'a> {
 enum Scope<'a> {
     /// Everything this resource owns there (Delete).
     Resource,
-    /// What the delivery with this [`plan::creation_tag`] created (the undo of a failed
-    /// replacement). An owned profile that was there before is kept and only loses the role
-    /// being deleted.
+    /// What the delivery with this [`plan::creation_tag`] created or adopted (the undo of a
+    /// failed replacement). An owned profile that was there before is kept and only loses the
+    /// role being deleted.
     Delivery(&'a str),
 }
 
@@ -1065,20 +1066,17 @@ async fn undo_request(
     let mut found = find_owned(iam, target, owner, profile, scope, Some(role?), 0).await?;
     if let Reach::Refused(request_id) = reach {
         // What the request created goes; what it adopted is given back (a teardown only untags
-        // an adopted entity); anything else of this resource's stays.
-        let ours = |adopted: bool, created: bool| adopted || created;
+        // an adopted entity); anything else of this resource's stays. The request-id tag says
+        // which, for created and adopted entities alike.
         if found
             .role
             .as_ref()
-            .is_some_and(|r| !ours(r.state.adopted(), r.state.created_by(request_id)))
+            .is_some_and(|r| !r.state.created_by(request_id))
         {
             found.role = None;
         }
         if let Some(profile) = &mut found.profile
-            && !ours(
-                profile.state.adopted(),
-                profile.state.created_by(request_id),
-            )
+            && !profile.state.created_by(request_id)
         {
             profile.fate = Fate::Keep;
         }

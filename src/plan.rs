@@ -21,17 +21,38 @@ pub const TAG_ROLE_NAME: &str = "eb-instance-profile:role-name";
 /// Tag marking an entity that existed before this resource took it over (AdoptExisting): it is
 /// only ever added to, and Delete leaves it in place.
 pub const TAG_ADOPTED: &str = "eb-instance-profile:adopted";
-/// Tag naming the CloudFormation request (its RequestId) that created an entity, and which
-/// delivery of it ([`creation_tag`]). A failed replacement tells what it made from everything else
-/// at the same names by this tag, even when a create's answer was lost and the retry met
-/// EntityAlreadyExists, and from what an earlier delivery of the same request made and may have
-/// answered SUCCESS for.
+/// Tag naming the CloudFormation request (its RequestId) that created or adopted an entity, and
+/// which delivery of it ([`creation_tag`]). A failed replacement tells what it made or took over
+/// from everything else at the same names by this tag, even when a create's answer was lost and the
+/// retry met EntityAlreadyExists, and from what an earlier delivery of the same request made and
+/// may have answered SUCCESS for.
 pub const TAG_REQUEST_ID: &str = "eb-instance-profile:request-id";
 
-/// The value of [`TAG_REQUEST_ID`]: the RequestId, a space, and a mark of the delivery
-/// ([`crate::names::delivery_mark`]).
+/// The value of [`TAG_REQUEST_ID`]: the request's [`request_label`], a space, and a mark of the
+/// delivery ([`crate::names::delivery_mark`], which has no space).
 pub fn creation_tag(request_id: &str, delivery: &str) -> String {
-    format!("{request_id} {delivery}")
+    format!("{} {delivery}", request_label(request_id))
+}
+
+/// The longest RequestId a [`creation_tag`] carries as it is: IAM's 256 characters of a tag value,
+/// less the space and the delivery mark.
+const REQUEST_LABEL_MAX: usize = 256 - 1 - 16;
+
+/// The RequestId as a tag value can hold it: as it is when IAM accepts it there (CloudFormation's
+/// are UUIDs), else a digest of it. IAM allows only letters, digits, spaces and `_.:/=+-@` in a
+/// tag value, at most 256 of them (IAM API reference, `Tag`), and a RequestId is any string the
+/// sender chose.
+pub fn request_label(request_id: &str) -> std::borrow::Cow<'_, str> {
+    if !request_id.is_empty()
+        && request_id.chars().count() <= REQUEST_LABEL_MAX
+        && crate::spec::tag_chars_ok(request_id)
+    {
+        return request_id.into();
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(request_id.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}").into()
 }
 /// Every tag key the function manages itself.
 pub const OWN_TAG_KEYS: [&str; 5] = [
@@ -124,25 +145,23 @@ impl<T> Owned<T> {
 }
 
 impl<T: Tagged> Owned<T> {
-    /// Whether a delivery of the request `request_id` created this entity (its request-id tag
-    /// says so).
+    /// Whether a delivery of the request `request_id` created or adopted this entity (its
+    /// request-id tag says so).
     pub fn created_by(&self, request_id: &str) -> bool {
-        self.creation().is_some_and(|c| {
-            c.strip_prefix(request_id)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
-        })
+        self.creation()
+            .and_then(|c| c.rsplit_once(' '))
+            .is_some_and(|(label, _)| label == request_label(request_id))
     }
 
-    /// Whether the delivery whose [`creation_tag`] is `creation` created this entity.
+    /// Whether the delivery whose [`creation_tag`] is `creation` created or adopted this entity.
     pub fn created_in(&self, creation: &str) -> bool {
         self.creation() == Some(creation)
     }
 
+    /// The request-id tag. Entities adopted before adoption recorded it have none: no request
+    /// claims them.
     fn creation(&self) -> Option<&str> {
-        match self.origin {
-            Origin::Created => self.state.tags().get(TAG_REQUEST_ID).map(String::as_str),
-            Origin::Adopted => None,
-        }
+        self.state.tags().get(TAG_REQUEST_ID).map(String::as_str)
     }
 }
 
@@ -320,6 +339,17 @@ impl Desired<'_> {
 
     fn with_request_id(&self, mut tags: Tags) -> Tags {
         tags.insert(TAG_REQUEST_ID.into(), self.creation.to_owned());
+        tags
+    }
+
+    /// `tags` with the adopted mark, and, on an entity this delivery is taking over, its request-id
+    /// tag: a failed replacement gives back what it adopted by that tag, and leaves what an earlier
+    /// delivery adopted (which may have answered SUCCESS). Set once, like the ownership tags.
+    fn with_adopted_mark(&self, mut tags: Tags, taking_over: bool) -> Tags {
+        tags.insert(TAG_ADOPTED.into(), "true".into());
+        if taking_over {
+            tags = self.with_request_id(tags);
+        }
         tags
     }
 
@@ -534,16 +564,17 @@ pub fn converge(
     }
 
     let old_tags = old.map(|o| &o.tags);
-    let adopted_mark = |mut tags: Tags, adopted: bool| {
-        if adopted {
-            tags.insert(TAG_ADOPTED.into(), "true".into());
-        }
-        tags
-    };
     // An entity being adopted is tagged as this resource's in a round of its own, before any
     // other change: the execution role allows changes only to entities that carry the tags.
     let adopting = |tags: &Tags| !desired.owner.owns(tags);
-    let role_tags = adopted_mark(desired.role_tags(), role.adopted());
+    let adopted_mark = |tags: Tags, adopted: bool, have: &Tags| {
+        if adopted {
+            desired.with_adopted_mark(tags, adopting(have))
+        } else {
+            tags
+        }
+    };
+    let role_tags = adopted_mark(desired.role_tags(), role.adopted(), &role.tags);
     let (set, remove) = tag_changes(&role_tags, &role.tags, old_tags);
     if !set.is_empty() {
         let round = if adopting(&role.tags) {
@@ -556,7 +587,7 @@ pub fn converge(
     if !remove.is_empty() {
         revoke.push(Step::UntagRole(remove));
     }
-    let profile_tags = adopted_mark(desired.profile_tags(), profile.adopted());
+    let profile_tags = adopted_mark(desired.profile_tags(), profile.adopted(), &profile.tags);
     let (set, remove) = tag_changes(&profile_tags, &profile.tags, old_tags);
     if !set.is_empty() {
         let round = if adopting(&profile.tags) {
@@ -707,24 +738,24 @@ pub fn adoption_conflict(
             });
         }
     }
-    let adopted_mark = |mut tags: Tags| {
-        tags.insert(TAG_ADOPTED.into(), "true".into());
-        tags
-    };
+    // What the entity will carry: the template's tags and the function's own, the request-id tag
+    // too on one being taken over now.
+    let adopted_mark =
+        |tags: Tags, have: &Tags| desired.with_adopted_mark(tags, !desired.owner.owns(have));
     let entities = [
         (
             role.adopted(),
             "role",
             target.role.as_str(),
             &role.tags,
-            adopted_mark(desired.role_tags()),
+            adopted_mark(desired.role_tags(), &role.tags),
         ),
         (
             profile.adopted(),
             "instance profile",
             target.profile.as_str(),
             &profile.tags,
-            adopted_mark(desired.profile_tags()),
+            adopted_mark(desired.profile_tags(), &profile.tags),
         ),
     ];
     for (_, entity, name, have, wanted) in entities.into_iter().filter(|e| e.0) {
@@ -822,11 +853,15 @@ pub fn teardown(target: &Target, found: &Found) -> Plan {
             );
             delete.push(Step::DeleteProfile);
         }
-        Some(FoundProfile { state: profile, .. }) => {
+        Some(FoundProfile {
+            state: profile,
+            fate,
+        }) => {
             if role_goes && profile.holds(&target.role) {
                 detach.push(Step::RemoveRoleFromProfile(target.role.to_string()));
             }
-            if profile.adopted() {
+            // A kept adopted profile stays this resource's: another delivery took it over.
+            if profile.adopted() && *fate == Fate::Delete {
                 delete.push(Step::UntagProfile(release(&profile.tags)));
             }
         }
@@ -989,16 +1024,86 @@ mod tests {
             !role.created_in("req d2"),
             "another delivery of the same request"
         );
-        // Claimed back from IAM, the tag still tells; an adopted entity was created by no request.
+        // Claimed back from IAM, the tag still tells.
         let claimed = owner().claim(role.into_inner()).unwrap();
         assert!(claimed.created_by("req") && claimed.created_in("req d1"));
+        // An entity adopted before adoption recorded the request is no request's.
+        let mut tags = owner().tags();
+        tags.insert(TAG_ADOPTED.into(), "true".into());
         let adopted = owner()
-            .claim_or_adopt(RoleState {
-                tags: Tags::from([(TAG_REQUEST_ID.to_owned(), "req d1".to_owned())]),
+            .claim(RoleState {
+                tags: tags.clone(),
                 ..RoleState::default()
             })
             .unwrap();
-        assert!(!adopted.created_by("req") && !adopted.created_in("req d1"));
+        assert!(adopted.adopted() && !adopted.created_by("req"));
+        // One adopted now carries the delivery that took it over.
+        tags.insert(TAG_REQUEST_ID.into(), "req d1".into());
+        let adopted = owner()
+            .claim(RoleState {
+                tags,
+                ..RoleState::default()
+            })
+            .unwrap();
+        assert!(adopted.created_by("req") && adopted.created_in("req d1"));
+        assert!(!adopted.created_in("req d2"));
+    }
+
+    #[test]
+    fn a_request_id_is_labelled_as_a_tag_value_can_hold_it() {
+        let uuid = "4c7e7f1a-0b8e-4b7e-9a49-1d3f0c9f6d2e";
+        assert_eq!(request_label(uuid), uuid);
+        assert_eq!(creation_tag(uuid, "d1"), format!("{uuid} d1"));
+        let odd = [
+            "",
+            "req \"quoted\" \\ x",
+            "line\nbreak",
+            "tab\there",
+            &"r".repeat(REQUEST_LABEL_MAX + 1),
+        ];
+        for id in odd {
+            let label = request_label(id);
+            assert!(
+                label.starts_with("sha256:") && label.len() == 71,
+                "{id:?}: {label}"
+            );
+            assert_ne!(label, request_label(&format!("{id}x")));
+        }
+        assert_eq!(
+            request_label(&"r".repeat(REQUEST_LABEL_MAX)).len(),
+            REQUEST_LABEL_MAX
+        );
+        // Whatever the id, its creation tag is a tag value IAM accepts, and names that request.
+        for id in [uuid, "a b", "a"].into_iter().chain(odd) {
+            let tag = creation_tag(id, &names::delivery_mark());
+            assert!(
+                tag.chars().count() <= 256 && crate::spec::tag_chars_ok(&tag),
+                "{tag}"
+            );
+            let role = owner()
+                .claim(RoleState {
+                    tags: owner()
+                        .tags()
+                        .into_iter()
+                        .chain([(TAG_REQUEST_ID.to_owned(), tag)])
+                        .collect(),
+                    ..RoleState::default()
+                })
+                .unwrap();
+            assert!(role.created_by(id), "{id:?}");
+        }
+        // A RequestId that is a prefix of another's, up to a space, is another request.
+        let role = owner()
+            .claim(RoleState {
+                tags: owner()
+                    .tags()
+                    .into_iter()
+                    .chain([(TAG_REQUEST_ID.to_owned(), creation_tag("a b", "d1"))])
+                    .collect(),
+                ..RoleState::default()
+            })
+            .unwrap();
+        assert!(role.created_by("a b") && !role.created_by("a"));
     }
 
     #[test]
@@ -1155,7 +1260,30 @@ mod tests {
             panic!("{plan:?}")
         };
         assert_eq!(tags.get(TAG_ADOPTED).map(String::as_str), Some("true"));
+        // The delivery taking it over says so, for the undo of a failed replacement.
+        assert_eq!(tags.get(TAG_REQUEST_ID).map(String::as_str), Some("req d1"));
         assert_eq!(plan.rounds[1], vec![Step::AttachPolicy(web())]);
+        // Once taken over, a later request tags nothing again: the mark and the request-id tag
+        // of the adopting delivery stay as they are.
+        let (mut role, mut profile) = (role.into_inner(), profile.into_inner());
+        for (step, tags) in [&plan.rounds[0][0], &plan.rounds[0][1]]
+            .into_iter()
+            .zip([&mut role.tags, &mut profile.tags])
+        {
+            let (Step::TagRole(set) | Step::TagProfile(set)) = step else {
+                panic!("{step:?}")
+            };
+            tags.extend(set.clone());
+        }
+        role.attached.insert(web());
+        let (role, profile) = (o.claim(role).unwrap(), o.claim(profile).unwrap());
+        let next = Desired {
+            target: &target(),
+            spec: &new,
+            owner: &o,
+            creation: "another-req d2",
+        };
+        assert!(converge(next, &role, &profile, Some(&new)).is_empty());
     }
 
     /// A role and profile as someone else left them, adopted: the role with a description, a
@@ -1254,8 +1382,9 @@ mod tests {
     fn an_adopted_entity_gets_no_more_than_fifty_tags() {
         let (role, profile, inline) = adopted_entities();
         let (mut role, profile) = (role.into_inner(), profile.into_inner());
-        // 45 of its own, the user's `Team` among them, and 3 ownership tags to come (stack-id,
-        // logical-id, adopted): 48. Two new user tags make 50; a third is one too many.
+        // 45 of its own, the user's `Team` among them, and 4 of the function's to come (stack-id,
+        // logical-id, adopted, request-id): 49. One new user tag makes 50; a second is one too
+        // many.
         role.tags
             .extend((0..44).map(|i| (format!("k{i}"), "v".to_owned())));
         let o = owner();
@@ -1275,15 +1404,15 @@ mod tests {
             let s = spec(json!({"Tags": tags(n)}));
             with_desired(&s, |d| adoption_conflict(d, &role, &profile, &inline, None))
         };
-        assert_eq!(check(2), None);
+        assert_eq!(check(1), None);
         let Some(AdoptionConflict::TagQuota {
             entity,
             have,
             total,
             ..
-        }) = check(3)
+        }) = check(2)
         else {
-            panic!("{:?}", check(3))
+            panic!("{:?}", check(2))
         };
         assert_eq!((entity, have, total), ("role", 45, 51));
         assert!(
@@ -1361,6 +1490,15 @@ mod tests {
             panic!("{plan:?}")
         };
         assert!(keys.contains(&TAG_STACK_ID.to_owned()) && keys.contains(&TAG_ADOPTED.to_owned()));
+        // A kept adopted profile (another delivery took it over) stays this resource's.
+        let kept = Found {
+            profile: found.profile.clone().map(|p| FoundProfile {
+                fate: Fate::Keep,
+                ..p
+            }),
+            role: None,
+        };
+        assert!(teardown(&target(), &kept).is_empty(), "{kept:?}");
     }
 
     #[test]

@@ -792,9 +792,12 @@ fn description(text: &str) -> Result<String, InvalidProperty> {
     Ok(text.to_owned())
 }
 
-fn tag_chars_ok(text: &str) -> bool {
-    text.chars()
-        .all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c))
+/// Whether IAM accepts `text` as a tag key or value: letters, digits, spaces (not tabs or line
+/// breaks, which are control characters) and `_.:/=+-@`.
+pub fn tag_chars_ok(text: &str) -> bool {
+    text.chars().all(|c| {
+        c.is_alphanumeric() || (c.is_whitespace() && !c.is_control()) || "_.:/=+-@".contains(c)
+    })
 }
 
 fn scalar(value: &Value) -> Option<String> {
@@ -1315,6 +1318,14 @@ mod tests {
             rejected(json!({"Tags": [tag("k", "semi;colon")]})).property,
             "Tags[0]"
         );
+        // Whitespace IAM does not count as a space: a tab, a line break.
+        for value in ["tab\there", "line\nbreak"] {
+            assert_eq!(
+                rejected(json!({"Tags": [tag("k", value)]})).property,
+                "Tags[0]"
+            );
+        }
+        assert!(tag_chars_ok("ünïcode 7\u{a0}_.:/=+-@"));
         assert_eq!(
             rejected(json!({"Tags": [tag("aws:x", "v")]})).property,
             "Tags[0]"

@@ -13,6 +13,7 @@ OWN_TAG_PREFIX = "eb-instance-profile:"
 TAG_STACK_ID = "eb-instance-profile:stack-id"
 TAG_LOGICAL_ID = "eb-instance-profile:logical-id"
 TAG_ADOPTED = "eb-instance-profile:adopted"
+TAG_REQUEST_ID = "eb-instance-profile:request-id"
 
 EC2_TRUST = {"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
@@ -56,6 +57,17 @@ def tag_list(tags: dict[str, str]) -> list[dict]:
 def own_tags(tags: dict[str, str]) -> dict[str, str]:
     """The tags of this function (eb-instance-profile:*) among `tags`."""
     return {k: v for k, v in tags.items() if k.startswith(OWN_TAG_PREFIX)}
+
+
+def own_tags_but_request(tags: dict[str, str], request_id: str | None = None) -> dict[str, str]:
+    """`own_tags` without the request-id tag, which must be there: "<RequestId or its digest>
+    <delivery mark>", the RequestId's own when `request_id` is given."""
+    own = own_tags(tags)
+    creation = own.pop(TAG_REQUEST_ID, None)
+    assert creation is not None and " " in creation, tags
+    if request_id is not None:
+        assert creation.rsplit(" ", 1)[0] == request_id, (creation, request_id)
+    return own
 
 
 def trust_document(role_snapshot: dict) -> dict:

@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 
-from faults import MutatingCalls
+from faults import MutatingCalls, access_denied
 from helpers import (ACCOUNT, DOCKER, EC2_TRUST, LAMBDA_TRUST, S3_READ, TAG_ADOPTED, TAG_LOGICAL_ID,
                      TAG_STACK_ID, WEB, WORKER, failed, make_profile, make_role, own_tags,
-                     succeeded, tag_list, trust_document, trusted_services)
+                     own_tags_but_request, succeeded, tag_list, trust_document, trusted_services)
 from local.events import DEFAULT_STACK_ID
 
 DEFAULT = "aws-elasticbeanstalk-ec2-role"
@@ -63,7 +63,7 @@ def test_adopting_the_default_profile_attaches_the_missing_policies_and_keeps_th
     assert role["description"] == DESCRIPTION
     assert role["max_session_duration"] == 7200
     assert trust_document(role) == trust_before
-    assert own_tags(role["tags"]) == ADOPTED_TAGS
+    assert own_tags_but_request(role["tags"]) == ADOPTED_TAGS
     profile = state["instance_profiles"][DEFAULT]
     assert profile["roles"] == [DEFAULT]
     assert ADOPTED_TAGS.items() <= profile["tags"].items()
@@ -144,7 +144,7 @@ def test_repair_trust_policy_adds_ec2_and_keeps_the_other_principals(cfn, moto, 
     role = moto.iam_snapshot()["roles"][DEFAULT]
     assert trusted_services(role) == {"ec2.amazonaws.com", "lambda.amazonaws.com"}
     assert role["managed_policies"] == sorted([WEB, WORKER, DOCKER, S3_READ])
-    assert own_tags(role["tags"]) == ADOPTED_TAGS
+    assert own_tags_but_request(role["tags"]) == ADOPTED_TAGS
 
 
 # --- what is not adopted ------------------------------------------------------------------------
@@ -198,7 +198,7 @@ def test_adopting_only_a_role_creates_the_profile_and_delete_removes_only_that(c
     assert state["instance_profiles"][DEFAULT]["roles"] == [DEFAULT]
     # The profile was made, not adopted: it carries no adopted mark.
     assert TAG_ADOPTED not in state["instance_profiles"][DEFAULT]["tags"]
-    assert own_tags(state["roles"][DEFAULT]["tags"]) == ADOPTED_TAGS
+    assert own_tags_but_request(state["roles"][DEFAULT]["tags"]) == ADOPTED_TAGS
     assert state["roles"][DEFAULT]["managed_policies"] == sorted([WEB, WORKER, DOCKER, S3_READ])
 
     delete(cfn, physical_id, ADOPT)
@@ -437,7 +437,71 @@ def test_adoption_of_what_the_role_has_already_puts_nothing(start_function, prox
 
     assert "PutRolePolicy" not in calls.actions, calls.actions
     role = moto.iam_snapshot()["roles"][DEFAULT]
-    assert own_tags(role["tags"]) == ADOPTED_TAGS
+    assert own_tags_but_request(role["tags"]) == ADOPTED_TAGS
     assert {**role, "tags": {k: v for k, v in role["tags"].items() if k not in ADOPTED_TAGS},
             "managed_policies": before["managed_policies"]} == before
     assert role["managed_policies"] == sorted([WEB, WORKER, DOCKER, S3_READ])
+
+
+# --- a failed replacement onto adopted entities ------------------------------------------------
+
+POLICY_ARNS = "arn:*:iam::aws:policy/AWSElasticBeanstalk*,arn:aws:iam::123456789012:policy/*"
+
+
+def test_a_failed_replacement_gives_back_what_it_adopted(start_function, cfn, moto, iam):
+    """A replacement onto the names of an untagged role and profile (AdoptExisting) takes them over
+    and then fails: CloudFormation never learns those names, so the replacement gives them back
+    without the function's tags, and the original entities stay as they were."""
+    start_function({"ALLOWED_POLICY_ARNS": POLICY_ARNS})
+    old = {"InstanceProfileName": "before"}
+    create(cfn, old)
+    default_profile(iam)
+    before = moto.iam_snapshot()
+
+    new = {**ADOPT, "ManagedPolicyArns": ["arn:aws:iam::123456789012:policy/DoesNotExist"]}
+    result, response = cfn.send("Update", new, physical_id="before", old_properties=old)
+
+    failed(response, result)
+    assert "AttachRolePolicy" in response["Reason"], response["Reason"]
+    state = moto.iam_snapshot()
+    role = state["roles"][DEFAULT]
+    assert own_tags(role["tags"]) == {}, role["tags"]
+    assert role["description"] == DESCRIPTION
+    assert {WEB, S3_READ} <= set(role["managed_policies"])
+    assert state["instance_profiles"][DEFAULT] == before["instance_profiles"][DEFAULT]
+    assert state["roles"]["before"] == before["roles"]["before"]
+    assert state["instance_profiles"]["before"] == before["instance_profiles"]["before"]
+
+
+def test_a_failing_second_delivery_of_a_succeeded_adopting_replacement_keeps_what_was_adopted(
+        start_function, proxy, cfn, moto, iam):
+    """A replacement that adopted the default profile answered SUCCESS, and is delivered again.
+    This delivery fails on a read of the role: what the first delivery took over stays this
+    resource's, tags and all, for the stack that now tracks it."""
+    start_function(iam_proxy=proxy)
+    old = {"InstanceProfileName": "before"}
+    create(cfn, old)
+    default_profile(iam)
+    request_id = str(uuid.uuid4())
+    replaced = succeeded(cfn.send("Update", ADOPT, physical_id="before", old_properties=old,
+                                  request_id=request_id)[1])
+    assert replaced["PhysicalResourceId"] == DEFAULT
+    after_first = moto.iam_snapshot()
+    for entity in (after_first["roles"][DEFAULT], after_first["instance_profiles"][DEFAULT]):
+        own = own_tags_but_request(entity["tags"], request_id)
+        assert ADOPTED_TAGS.items() <= own.items(), own
+
+    denied = []
+
+    def deny_one_role_read(request):
+        if request.action == "ListAttachedRolePolicies" and not denied:
+            denied.append(request.action)
+            return access_denied(request.action)
+        return None
+
+    proxy.hooks.append(deny_one_role_read)
+    result, second = cfn.send("Update", ADOPT, physical_id="before", old_properties=old,
+                              request_id=request_id)
+    failed(second, result)
+    assert denied and "ListAttachedRolePolicies" in second["Reason"], second["Reason"]
+    assert moto.iam_snapshot() == after_first

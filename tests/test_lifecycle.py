@@ -244,6 +244,32 @@ def test_a_failed_create_leaves_what_it_made_to_the_rollback_delete(start_functi
     assert moto.iam_snapshot() == {"roles": {}, "instance_profiles": {}}
 
 
+
+@pytest.mark.parametrize("request_id", ["r" * 300, 'req "quoted"\t\\ 7'], ids=["300-chars", "odd-chars"])
+def test_a_request_id_no_tag_value_can_hold_still_names_what_its_request_made(
+        start_function, cfn, moto, request_id):
+    """A RequestId is whatever the sender chose; an IAM tag value holds at most 256 letters,
+    digits, spaces and _.:/=+-@. The request-id tag then carries a digest of it: the Create
+    succeeds, and a refused Create under the same RequestId still finds and removes what it made."""
+    start_function({"ALLOWED_POLICY_ARNS": "arn:*:iam::aws:policy/AWSElasticBeanstalk*,"
+                                           "arn:aws:iam::123456789012:policy/*"})
+    create(cfn, {"InstanceProfileName": "odd"}, request_id=request_id)
+    for entity in (moto.iam_snapshot()["roles"]["odd"], moto.iam_snapshot()["instance_profiles"]["odd"]):
+        label, _mark = entity["tags"]["eb-instance-profile:request-id"].rsplit(" ", 1)
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", label), label
+
+    result, response = cfn.send("Create", {
+        "InstanceProfileName": "refused",
+        "ManagedPolicyArns": ["arn:aws:iam::123456789012:policy/DoesNotExist"]},
+        request_id=request_id, logical_id="Other")
+    failed(response, result)
+    assert "AttachRolePolicy" in response["Reason"], response["Reason"]
+    state = moto.iam_snapshot()
+    assert set(state["roles"]) == {"odd"} and set(state["instance_profiles"]) == {"odd"}, state
+
+    succeeded(delete(cfn, "odd", {"InstanceProfileName": "odd"})[1])
+    assert moto.iam_snapshot() == {"roles": {}, "instance_profiles": {}}
+
 # --- Update in place --------------------------------------------------------------------------
 
 def test_update_in_place_converges_every_property(cfn, moto, iam):

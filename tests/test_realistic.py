@@ -303,6 +303,12 @@ def test_the_realistic_iam_enforces_what_moto_does_not(moto, clean_moto):
                     Tags=[{"Key": "a", "Value": "1"}, {"Key": "A", "Value": "2"}])[0] == "InvalidInput"
         assert code(iam.tag_role, RoleName="Mixed",
                     Tags=[{"Key": f"k{i}", "Value": ""} for i in range(51)]) is not None
+        # Tag keys and values: letters, digits, spaces and _.:/=+-@ only; values up to 256.
+        for tag in ({"Key": "k", "Value": 'a "quoted" value'}, {"Key": "k", "Value": "tab\tbreak"},
+                    {"Key": "k", "Value": "v" * 257}, {"Key": "back\\slash", "Value": "v"}):
+            assert code(iam.tag_role, RoleName="Mixed", Tags=[tag])[0] == "ValidationError", tag
+        assert code(iam.tag_role, RoleName="Mixed",
+                    Tags=[{"Key": "Équipe", "Value": "ünïcode 7 _.:/=+-@ " + "v" * 236}]) is None
         for policy in (WEB, WORKER):
             assert code(iam.attach_role_policy, RoleName="Mixed", PolicyArn=policy) is None
         assert code(iam.attach_role_policy, RoleName="Mixed", PolicyArn=DOCKER) == \

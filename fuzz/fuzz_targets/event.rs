@@ -93,6 +93,9 @@ fn answer(parsed: Result<Request, InvalidRequest>) {
                 format!("arn:{partition}:iam::123456789012:{kind}{path}{name}")
             };
             let creation = plan::creation_tag(request.request_id(), &names::delivery_mark());
+            // Whatever the RequestId, IAM accepts the tag that carries it.
+            assert!(creation.chars().count() <= 256);
+            assert!(eb_instance_profile::spec::tag_chars_ok(&creation), "{creation:?}");
             let desired = Desired {
                 target: &target,
                 spec: &spec,
