@@ -19,11 +19,6 @@ from helpers import (ACCOUNT, DOCKER, EC2_TRUST, LAMBDA_TRUST, S3_READ, TAG_ADOP
                      make_profile, make_role, succeeded, trusted_services)
 from local.runtime_api import FUNCTION_NAME
 
-# On plain moto: the burst and the races of concurrent undos under the realistic IAM are not yet
-# deterministic (the realistic IAM's choices follow the order of requests, which four processes
-# vary); the undos themselves wait out propagation like every direct request.
-pytestmark = pytest.mark.plain_iam
-
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 DEFAULT = "aws-elasticbeanstalk-ec2-role"
 EXECUTION_ROLE = "eb-instance-profile-ExecutionRole-1A2B3C4D5E6F"
@@ -389,6 +384,10 @@ def test_without_knowing_itself_the_function_undoes_nothing(start_function, cfn,
 
 # --- a burst ------------------------------------------------------------------------------------
 
+# On plain moto: under the realistic IAM the races of concurrent undos are not deterministic (its
+# choices follow the order of requests, which four processes vary). The undos themselves wait out
+# propagation like every direct request, and the other tests here run under the realistic IAM.
+@pytest.mark.plain_iam
 def test_a_burst_of_100_events_is_handled_without_a_failure(start_function, cfn, runtime, moto, iam):
     """100 events at once over 4 function processes: every change to 5 profiles undone (each
     event delivered several times, as EventBridge may), mixed with the function's own calls,
