@@ -393,7 +393,9 @@ class Realistic:
         for i, tag in enumerate(tags, start=1):
             for part, longest, shortest in (("Key", 128, 1), ("Value", 256, 0)):
                 text, member = tag.get(part, ""), f"tags.{i}.member.{part.lower()}"
-                if not shortest <= len(text) <= longest:
+                if len(text) < shortest:
+                    return validation_error(text, member, f"have length greater than or equal to {shortest}")
+                if len(text) > longest:
                     return validation_error(text, member, f"have length less than or equal to {longest}")
                 if not all(_tag_char(c) for c in text):
                     return validation_error(text, member, "satisfy regular expression pattern: "

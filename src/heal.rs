@@ -20,7 +20,7 @@
 
 use crate::config::Healing;
 use crate::config::PolicyAllowList;
-use crate::iam::{Iam, IamError};
+use crate::iam::{Iam, IamError, READ_RETRIES};
 use crate::names::{ProfileName, RoleName};
 use crate::plan::{
     Owned, Owner, ProfileState, RoleState, Step, TAG_LOGICAL_ID, TAG_ROLE_NAME, TAG_STACK_ID,
@@ -431,7 +431,9 @@ async fn owned_role(
     me: &Healing,
 ) -> Result<Result<Owned<RoleState>, Skip>, IamError> {
     let what = format!("role {name}");
-    Ok(match iam.role(name).await? {
+    // CloudTrail recorded a change to it: a read that misses it may be a replica behind.
+    let read = || iam.role(name);
+    Ok(match iam.read_expecting(READ_RETRIES, read).await? {
         None => Err(Skip::Gone(what)),
         Some(state) => owned(state, &what, me.adopted),
     })
@@ -476,7 +478,10 @@ async fn undo_inner(
         }
         Change::RemoveRoleFromInstanceProfile { profile, .. } => {
             let what = format!("instance profile {profile}");
-            let state = match iam.profile(profile).await? {
+            let state = match iam
+                .read_expecting(READ_RETRIES, || iam.profile(profile))
+                .await?
+            {
                 None => return Ok(Err(Skip::Gone(what))),
                 Some(state) => state,
             };

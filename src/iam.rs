@@ -6,7 +6,9 @@
 
 use crate::config::Retry;
 use crate::names::{IamPath, PolicyName, ProfileName, RoleName};
-use crate::plan::{InlineDocuments, Plan, ProfileState, RoleState, Step, Tags, Target};
+use crate::plan::{
+    InlineDocuments, Plan, ProfileState, RoleState, Step, TAG_REQUEST_ID, Tags, Target,
+};
 use crate::spec::{Spec, TRUST_POLICY};
 use aws_sdk_iam::Client;
 use aws_sdk_iam::config::retry::{ClassifyRetry, RetryAction, RetryConfig};
@@ -226,6 +228,31 @@ impl Iam {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Reads an entity known to exist (this request made or saw it, or CloudTrail recorded a change
+    /// to it): a read that misses it may come from an IAM replica that has not seen it yet, and is
+    /// repeated up to `retries` times while there is time ([`Self::pause`]).
+    pub async fn read_expecting<S, E, Read>(
+        &self,
+        retries: u32,
+        read: impl Fn() -> Read,
+    ) -> Result<Option<S>, E>
+    where
+        Read: std::future::Future<Output = Result<Option<S>, E>>,
+    {
+        let mut attempt = 0;
+        loop {
+            let found = read().await?;
+            if found.is_some() || attempt >= retries || !self.pause(attempt).await {
+                return Ok(found);
+            }
+            tracing::info!(
+                attempt,
+                "an entity known to exist reads as absent: reading again"
+            );
+            attempt += 1;
         }
     }
 
@@ -593,6 +620,9 @@ impl Iam {
     /// A tagging that IAM denied. The execution role lets the function tag an entity as adopted
     /// only while it is not yet marked so: when the answer to the first attempt was lost and the
     /// SDK repeats it, the repetition is denied. It is done when a read shows the tags in place.
+    /// The request-id tag need only be there: a second delivery that read the entity before the
+    /// first one's adoption reached its replica finds the first delivery's mark, which stays (that
+    /// delivery may have answered SUCCESS, and a failed replacement then gives back only its own).
     async fn denied_tagging(
         &self,
         target: &Target,
@@ -616,7 +646,12 @@ impl Iam {
             _ => return Err(denied),
         };
         match have {
-            Some(have) if wanted.iter().all(|(k, v)| have.get(k) == Some(v)) => {
+            Some(have)
+                if wanted.iter().all(|(k, v)| match have.get(k) {
+                    Some(_) if k == TAG_REQUEST_ID => true,
+                    found => found == Some(v),
+                }) =>
+            {
                 tracing::info!(?step, "denied tagging of tags already in place: done");
                 Ok(())
             }

@@ -191,8 +191,8 @@ async fn create(iam: &Iam, config: &Config, request: &Request, deadline: Instant
         // A refusal is met by every delivery of the request alike, so none answered SUCCESS: what
         // the request made is removed.
         Err((error, seen)) if error.is_refusal() => {
-            let reach = Reach::Refused(request.request_id());
-            let undo = undo_request(iam, &target, &owner, seen, reach).await;
+            let scope = Scope::Request(request.request_id());
+            let undo = undo_request(iam, &target, &owner, seen, scope).await;
             Outcome::failed(target.profile.to_string(), with_undo(error, undo))
         }
         // Otherwise nothing is undone here: what this resource owns at these names may be what an
@@ -429,7 +429,7 @@ impl Change<'_> {
         let iam = &iam.settling_until(undo_until);
         let undo = tokio::time::timeout_at(
             undo_until,
-            undo_request(iam, &target, owner, seen, Reach::Delivery(self.creation)),
+            undo_request(iam, &target, owner, seen, Scope::Delivery(self.creation)),
         )
         .await
         .unwrap_or_else(|_| {
@@ -594,30 +594,22 @@ fn presence<S>(ensured: &Result<(S, Presence), Error>) -> Presence {
     }
 }
 
-/// How far the undo of a failed build reaches.
+/// Which owned entities at a resource's names a teardown removes (deletes what was created,
+/// gives back what was adopted). Whatever it does not cover stays; an owned profile that stays
+/// only loses the role being deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reach<'a> {
-    /// What the delivery with this [`plan::creation_tag`] created, answered or not, goes, and
-    /// what it adopted is given back: a failed replacement, whose new names CloudFormation never
-    /// learns. What an earlier delivery of the same request made or adopted stays: it may have
-    /// answered SUCCESS.
-    Delivery(&'a str),
-    /// A Create refused for the state of things it did not make, which every delivery of the
-    /// request meets alike, so that none of them can have answered SUCCESS: what any delivery of
-    /// the request created goes (answered or not: a lost answer's retry meets
-    /// EntityAlreadyExists), what it adopted is given back. The request's RequestId.
-    Refused(&'a str),
-}
-
-/// Which owned entities at a resource's names a teardown removes.
-#[derive(Debug, Clone, Copy)]
 enum Scope<'a> {
     /// Everything this resource owns there (Delete).
     Resource,
-    /// What the delivery with this [`plan::creation_tag`] created or adopted (the undo of a
-    /// failed replacement). An owned profile that was there before is kept and only loses the
-    /// role being deleted.
+    /// What the delivery with this [`plan::creation_tag`] created or adopted, answered or not: the
+    /// undo of a failed replacement, whose new names CloudFormation never learns. What an earlier
+    /// delivery of the same request made or adopted stays: it may have answered SUCCESS.
     Delivery(&'a str),
+    /// What any delivery of the request with this RequestId created or adopted (answered or not:
+    /// a lost answer's retry meets EntityAlreadyExists): the undo of a Create refused for the
+    /// state of things it did not make, which every delivery of the request meets alike, so that
+    /// none of them can have answered SUCCESS.
+    Request(&'a str),
 }
 
 impl Scope<'_> {
@@ -625,6 +617,7 @@ impl Scope<'_> {
         match self {
             Self::Resource => true,
             Self::Delivery(creation) => entity.created_in(creation),
+            Self::Request(request_id) => entity.created_by(request_id),
         }
     }
 
@@ -901,34 +894,11 @@ where
         Some(state) => Ok((state, Presence::Found)),
         // EntityAlreadyExists: an earlier delivery made it, or this request did and its answer
         // was lost. IAM has just said it exists, so a read that misses it is read again.
-        None => read_expecting(iam, crate::iam::READ_RETRIES, read)
+        None => iam
+            .read_expecting(crate::iam::READ_RETRIES, read)
             .await?
             .map(|s| (s, Presence::Found))
             .ok_or_else(vanished),
-    }
-}
-
-/// Reads an entity that this request has made or seen: a read that misses it may come from an IAM
-/// replica that has not seen it yet, and is repeated a few times while there is time.
-async fn read_expecting<S, Read>(
-    iam: &Iam,
-    retries: u32,
-    read: impl Fn() -> Read,
-) -> Result<Option<S>, Error>
-where
-    Read: Future<Output = Result<Option<S>, Error>>,
-{
-    let mut attempt = 0;
-    loop {
-        let found = read().await?;
-        if found.is_some() || attempt >= retries || !iam.pause(attempt).await {
-            return Ok(found);
-        }
-        tracing::info!(
-            attempt,
-            "an entity known to exist reads as absent: reading again"
-        );
-        attempt += 1;
     }
 }
 
@@ -999,7 +969,7 @@ async fn ensure_profile(
 
 /// The owned entities at `target` that `scope` covers, with what a teardown needs: `profile` as
 /// read, the role read here unless `known_role` has it. A role that reads as absent is read again
-/// up to `expect_role` times (see [`read_expecting`]).
+/// up to `expect_role` times (see [`Iam::read_expecting`]).
 async fn find_owned(
     iam: &Iam,
     target: &Target,
@@ -1012,7 +982,10 @@ async fn find_owned(
     let raw = match known_role {
         Some(Some(known)) => Some(known),
         Some(None) if expect_role == 0 => None,
-        _ => read_expecting(iam, expect_role, || role_with_inline(iam, &target.role)).await?,
+        _ => {
+            iam.read_expecting(expect_role, || role_with_inline(iam, &target.role))
+                .await?
+        }
     };
     let role = raw.and_then(|(role, inline)| {
         let state = owner.claim(role).ok().filter(|r| scope.covers(r))?;
@@ -1041,46 +1014,23 @@ async fn role_with_inline(
     Ok(Some((role, inline)))
 }
 
-/// Removes what was created at `target` by the delivery or request `reach` names (as the entities'
-/// [`TAG_REQUEST_ID`] says). An entity `seen` to exist that reads as absent is read again.
+/// Removes what was created at `target`, and gives back what was adopted there, by the delivery or
+/// request `scope` names (as the entities' [`TAG_REQUEST_ID`] says). An entity `seen` to exist that
+/// reads as absent is read again.
 async fn undo_request(
     iam: &Iam,
     target: &Target,
     owner: &Owner,
     seen: Seen,
-    reach: Reach<'_>,
+    scope: Scope<'_>,
 ) -> Result<(), Error> {
     let read_profile = || async { Ok::<_, Error>(iam.profile(&target.profile).await?) };
     let (profile, role) = tokio::join!(
-        read_expecting(iam, seen.profile.retries(), read_profile),
-        read_expecting(iam, seen.role.retries(), || role_with_inline(
-            iam,
-            &target.role
-        )),
+        iam.read_expecting(seen.profile.retries(), read_profile),
+        iam.read_expecting(seen.role.retries(), || role_with_inline(iam, &target.role)),
     );
-    let scope = match reach {
-        Reach::Delivery(creation) => Scope::Delivery(creation),
-        Reach::Refused(_) => Scope::Resource,
-    };
     let profile = if_owned(owner, profile?);
-    let mut found = find_owned(iam, target, owner, profile, scope, Some(role?), 0).await?;
-    if let Reach::Refused(request_id) = reach {
-        // What the request created goes; what it adopted is given back (a teardown only untags
-        // an adopted entity); anything else of this resource's stays. The request-id tag says
-        // which, for created and adopted entities alike.
-        if found
-            .role
-            .as_ref()
-            .is_some_and(|r| !r.state.created_by(request_id))
-        {
-            found.role = None;
-        }
-        if let Some(profile) = &mut found.profile
-            && !profile.state.created_by(request_id)
-        {
-            profile.fate = Fate::Keep;
-        }
-    }
+    let found = find_owned(iam, target, owner, profile, scope, Some(role?), 0).await?;
     tracing::info!(
         profile = found.profile.as_ref().map(|p| p.fate == Fate::Delete),
         role = found.role.is_some(),

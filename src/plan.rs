@@ -38,21 +38,27 @@ pub fn creation_tag(request_id: &str, delivery: &str) -> String {
 /// less the space and the delivery mark.
 const REQUEST_LABEL_MAX: usize = 256 - 1 - 16;
 
-/// The RequestId as a tag value can hold it: as it is when IAM accepts it there (CloudFormation's
-/// are UUIDs), else a digest of it. IAM allows only letters, digits, spaces and `_.:/=+-@` in a
-/// tag value, at most 256 of them (IAM API reference, `Tag`), and a RequestId is any string the
-/// sender chose.
+/// The RequestId as a tag value can hold it: as it is when it is ASCII that IAM accepts there
+/// (CloudFormation's are UUIDs), else a digest of it. IAM allows only letters, digits, spaces and
+/// `_.:/=+-@` in a tag value, at most 256 of them (IAM API reference, `Tag`), and a RequestId is
+/// any string the sender chose. Only ASCII is kept as it is: which other characters IAM counts as
+/// letters is its Unicode tables' to say. An id that looks like a digest is hashed too, so that no
+/// RequestId can pass for another's digest.
 pub fn request_label(request_id: &str) -> std::borrow::Cow<'_, str> {
+    const DIGEST: &str = "sha256:";
     if !request_id.is_empty()
-        && request_id.chars().count() <= REQUEST_LABEL_MAX
-        && crate::spec::tag_chars_ok(request_id)
+        && request_id.len() <= REQUEST_LABEL_MAX
+        && !request_id.starts_with(DIGEST)
+        && request_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || " _.:/=+-@".contains(c))
     {
         return request_id.into();
     }
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(request_id.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}").into()
+    format!("{DIGEST}{hex}").into()
 }
 /// Every tag key the function manages itself.
 pub const OWN_TAG_KEYS: [&str; 5] = [
@@ -1060,6 +1066,8 @@ mod tests {
             "line\nbreak",
             "tab\there",
             &"r".repeat(REQUEST_LABEL_MAX + 1),
+            "ünïcode",
+            "sha256:0000",
         ];
         for id in odd {
             let label = request_label(id);

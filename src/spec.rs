@@ -17,9 +17,9 @@ pub const DEFAULT_DESCRIPTION: &str =
 pub const TRUST_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
 /// IAM's limit on the inline policies of one role, together.
 pub const INLINE_POLICIES_MAX_CHARS: usize = 10_240;
-/// IAM allows 50 tags per entity; this many are left after the function's own: stack-id,
-/// logical-id and role-name on a profile, with request-id on what it created or adopted on what it
-/// took over.
+/// IAM allows 50 tags per entity; this many are left after the function's own on a profile it
+/// creates: stack-id, logical-id, role-name and request-id. An adopted profile carries adopted too,
+/// which the adoption check counts ([`crate::plan::AdoptionConflict::TagQuota`]).
 pub const USER_TAGS_MAX: usize = 46;
 /// Tag keys under this prefix belong to the function (see [`crate::plan::Owner`]).
 pub const RESERVED_TAG_PREFIX: &str = "eb-instance-profile:";

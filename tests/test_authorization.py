@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 
 from faults import LoseAnswers
-from helpers import (EC2_TRUST, TAG_ADOPTED, TAG_LOGICAL_ID, TAG_STACK_ID, WEB, failed, make_role,
-                     succeeded)
+from helpers import (EC2_TRUST, TAG_ADOPTED, TAG_LOGICAL_ID, TAG_REQUEST_ID, TAG_STACK_ID, WEB, failed,
+                     make_role, succeeded)
 from local import authz
 from local.events import DEFAULT_STACK_ID
 from local.proxy import RecordingProxy
@@ -23,7 +23,8 @@ ACCOUNT = authz.ACCOUNT_ID
 OWN_PATH = "/eb-instance-profile/"
 OTHER_STACK = f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/other/11111111-2222-3333-4444-555555555555"
 OWNER = {TAG_STACK_ID: DEFAULT_STACK_ID, TAG_LOGICAL_ID: "Profile"}
-ADOPTED = {**OWNER, TAG_ADOPTED: "true"}
+# An adopted entity's tags: the ownership tags, the mark, and the delivery that took it over.
+ADOPTED = {**OWNER, TAG_ADOPTED: "true", TAG_REQUEST_ID: "4c7e7f1a-0b8e-4b7e-9a49-1d3f0c9f6d2e 7b4cc177df8a4f44"}
 ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
 BOUNDARY = f"arn:aws:iam::{ACCOUNT}:policy/eb-boundary"
 OTHER_BOUNDARY = f"arn:aws:iam::{ACCOUNT}:policy/other-boundary"
