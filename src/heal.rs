@@ -418,7 +418,9 @@ pub async fn handle(iam: &Iam, allow: &PolicyAllowList, me: &Healing, payload: &
 
 /// Reads the entities the change concerns and makes the call that undoes it, if any is due.
 async fn undo(iam: &Iam, allow: &PolicyAllowList, me: &Healing, change: &Change) -> Outcome {
-    match undo_inner(iam, allow, me, change).await {
+    // Boxed: the nested reads would otherwise take the layout of the state machine past
+    // rustc's query depth limit.
+    match Box::pin(undo_inner(iam, allow, me, change)).await {
         Ok(Ok(step)) => Outcome::Restored(step),
         Ok(Err(skip)) => Outcome::Skipped(skip),
         Err(error) => Outcome::Failed(error),
