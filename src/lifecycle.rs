@@ -82,6 +82,8 @@ pub enum Error {
     /// carries an `Error`.
     #[error(transparent)]
     Adopted(Box<plan::AdoptionConflict>),
+    #[error(transparent)]
+    TagOverflow(#[from] plan::TagOverflow),
     #[error(
         "{source}; role {role} is to have {wanted} managed policies, more than the account's \
          PoliciesPerRole quota allows (ask for a higher quota, up to 20, or list fewer policies)"
@@ -129,7 +131,8 @@ impl Error {
             | Self::AdoptedBoundary { .. }
             | Self::Quota { .. }
             | Self::HoldsOtherRole { .. }
-            | Self::Adopted(_) => true,
+            | Self::Adopted(_)
+            | Self::TagOverflow(_) => true,
             // IAM refusing the input itself (a value too long for a tag, say) or a policy ARN.
             Self::Iam(e) => {
                 e.names_missing_policy() || e.is("ValidationError") || e.is("InvalidInput")
@@ -177,6 +180,12 @@ async fn create(iam: &Iam, config: &Config, request: &Request, deadline: Instant
             );
         }
     };
+    if let Err(e) = spec.check_new_entities() {
+        return Outcome::failed(
+            plan::fallback_physical_id(&config.rules, request),
+            e.to_string(),
+        );
+    }
     let owner = Owner::of(request);
     let target = Target::new_for(&spec, request);
     let creation = plan::creation_tag(request.request_id(), &names::delivery_mark());
@@ -378,6 +387,7 @@ impl Change<'_> {
                 target.profile.as_str(),
             ));
         }
+        spec.check_new_entities()?;
         let old_profile = if_owned(owner, current);
         let old_role = old_profile
             .as_deref()
@@ -784,6 +794,9 @@ async fn build(
     };
     if let Some(conflict) = plan::adoption_conflict(desired, &role, &profile, &inline, old) {
         return Err((Error::Adopted(Box::new(conflict)), seen));
+    }
+    if let Some(overflow) = plan::tag_overflow(desired, &role, &profile, old) {
+        return Err((overflow.into(), seen));
     }
     let plan = plan::converge(desired, &role, &profile, old).without_unchanged_inline(&inline);
     // An adopted role is only ever added to, and the execution role lets the function take nothing

@@ -796,6 +796,66 @@ pub fn adoption_conflict(
     None
 }
 
+/// An Update would take an entity this resource made past IAM's 50 tags: the template's Tags with
+/// the function's own that the entity carries (a profile made before the request-id tag carries one
+/// fewer, and has room for one more user tag).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "Tags: {entity} {name} would have {total} tags with the template's Tags and the function's own \
+     eb-instance-profile tags, over IAM's quota of {TAGS_PER_ENTITY} tags per {entity}; list fewer \
+     Tags"
+)]
+pub struct TagOverflow {
+    pub entity: &'static str,
+    pub name: String,
+    pub total: usize,
+}
+
+/// What [`converge`] would leave an entity this resource made with, if over IAM's 50 tags; `None`
+/// lets the plan run. Adopted entities are counted by [`adoption_conflict`].
+pub fn tag_overflow(
+    desired: Desired<'_>,
+    role: &Owned<RoleState>,
+    profile: &Owned<ProfileState>,
+    old: Option<&Spec>,
+) -> Option<TagOverflow> {
+    let old_tags = old.map(|o| &o.tags);
+    let entities = [
+        (
+            role.adopted(),
+            "role",
+            desired.target.role.as_str(),
+            &role.tags,
+            desired.role_tags(),
+        ),
+        (
+            profile.adopted(),
+            "instance profile",
+            desired.target.profile.as_str(),
+            &profile.tags,
+            desired.profile_tags(),
+        ),
+    ];
+    entities
+        .into_iter()
+        .filter(|e| !e.0)
+        .find_map(|(_, entity, name, have, wanted)| {
+            let (set, remove) = tag_changes(&wanted, have, old_tags);
+            let total = have
+                .keys()
+                .filter(|k| !remove.contains(k))
+                .chain(set.keys())
+                .map(|k| k.to_ascii_lowercase())
+                .collect::<BTreeSet<_>>()
+                .len();
+            (total > TAGS_PER_ENTITY).then(|| TagOverflow {
+                entity,
+                name: name.to_owned(),
+                total,
+            })
+        })
+}
+
 /// Removes this resource's own tags from an adopted entity, which Delete otherwise leaves alone.
 fn release(tags: &Tags) -> Vec<String> {
     OWN_TAG_KEYS
@@ -1429,6 +1489,43 @@ mod tests {
                 .to_string()
                 .starts_with("Tags: role r has 45 tags")
         );
+    }
+
+    #[test]
+    fn an_entity_the_resource_made_gets_no_more_than_fifty_tags() {
+        let tags = |n: usize| {
+            Value::Array(
+                (0..n)
+                    .map(|i| json!({"Key": format!("k{i}"), "Value": "v"}))
+                    .collect(),
+            )
+        };
+        let (s46, s47) = (
+            spec(json!({"Tags": tags(46)})),
+            spec(json!({"Tags": tags(47)})),
+        );
+        let (role, profile) = applied(&s46);
+        assert!(with_desired(&s46, |d| tag_overflow(d, &role, &profile, Some(&s46))).is_none());
+        // Made now, the profile carries four of the function's tags: a 47th user tag is one over.
+        let over = with_desired(&s47, |d| tag_overflow(d, &role, &profile, Some(&s46))).unwrap();
+        assert_eq!((over.entity, over.total), ("instance profile", 51));
+        assert!(
+            over.to_string()
+                .starts_with("Tags: instance profile p would have 51")
+        );
+        // Made before the request-id tag, it has room for it.
+        let (mut role, mut profile) = (role.into_inner(), profile.into_inner());
+        role.tags.remove(TAG_REQUEST_ID);
+        profile.tags.remove(TAG_REQUEST_ID);
+        let (role, profile) = (
+            owner().claim(role).unwrap(),
+            owner().claim(profile).unwrap(),
+        );
+        assert!(with_desired(&s47, |d| tag_overflow(d, &role, &profile, Some(&s46))).is_none());
+        // Tags the old template listed and the new one drops make room.
+        let fewer = spec(json!({"Tags": tags(47).as_array().unwrap()[1..].to_vec()}));
+        let (role, profile) = applied(&s46);
+        assert!(with_desired(&fewer, |d| tag_overflow(d, &role, &profile, Some(&s46))).is_none());
     }
 
     #[test]

@@ -21,6 +21,11 @@ pub const INLINE_POLICIES_MAX_CHARS: usize = 10_240;
 /// creates: stack-id, logical-id, role-name and request-id. An adopted profile carries adopted too,
 /// which the adoption check counts ([`crate::plan::AdoptionConflict::TagQuota`]).
 pub const USER_TAGS_MAX: usize = 46;
+/// Profiles made before the request-id tag existed carry one of the function's tags fewer, and
+/// were allowed one more user tag: an Update of such a resource may keep them. The plan counts
+/// the entity's own tags ([`crate::plan::TagOverflow`]); new entities get at most
+/// [`USER_TAGS_MAX`] ([`Spec::check_new_entities`]).
+const USER_TAGS_KEPT_MAX: usize = USER_TAGS_MAX + 1;
 /// Tag keys under this prefix belong to the function (see [`crate::plan::Owner`]).
 pub const RESERVED_TAG_PREFIX: &str = "eb-instance-profile:";
 
@@ -423,6 +428,15 @@ impl Spec {
         }
     }
 
+    /// What only entities about to be created must also satisfy: at most [`USER_TAGS_MAX`] Tags
+    /// (an Update of a resource made before the request-id tag may keep one more).
+    pub fn check_new_entities(&self) -> Result<(), InvalidProperty> {
+        if self.tags.len() > USER_TAGS_MAX {
+            return Err(too_many_tags(self.tags.len()));
+        }
+        Ok(())
+    }
+
     pub fn identity(&self) -> Identity {
         Identity {
             instance_profile_name: self.instance_profile_name.clone(),
@@ -809,6 +823,15 @@ fn scalar(value: &Value) -> Option<String> {
     }
 }
 
+fn too_many_tags(count: usize) -> InvalidProperty {
+    invalid(
+        "Tags",
+        format!(
+            "at most {USER_TAGS_MAX} tags are allowed (IAM's 50 less the function's own), got {count}"
+        ),
+    )
+}
+
 fn tags(value: &Value) -> Result<BTreeMap<String, String>, InvalidProperty> {
     let Value::Array(items) = value else {
         return Err(invalid(
@@ -816,14 +839,8 @@ fn tags(value: &Value) -> Result<BTreeMap<String, String>, InvalidProperty> {
             format!("must be a list of {{Key, Value}}, got {}", type_name(value)),
         ));
     };
-    if items.len() > USER_TAGS_MAX {
-        return Err(invalid(
-            "Tags",
-            format!(
-                "at most {USER_TAGS_MAX} tags are allowed (IAM's 50 less the function's own), got {}",
-                items.len()
-            ),
-        ));
+    if items.len() > USER_TAGS_KEPT_MAX {
+        return Err(too_many_tags(items.len()));
     }
     let mut tags = BTreeMap::new();
     let mut seen = BTreeSet::new();
@@ -1296,6 +1313,21 @@ mod tests {
     #[test]
     fn tags_are_validated() {
         let tag = |k: &str, v: &str| json!({"Key": k, "Value": v});
+        // 47 parse (a resource made before the request-id tag keeps them); new entities get 46.
+        let many = |n: usize| {
+            (0..n)
+                .map(|i| tag(&format!("k{i}"), "v"))
+                .collect::<Vec<_>>()
+        };
+        let kept = parse(json!({"Tags": many(47)})).unwrap();
+        assert_eq!(kept.check_new_entities().unwrap_err().property, "Tags");
+        assert!(
+            parse(json!({"Tags": many(46)}))
+                .unwrap()
+                .check_new_entities()
+                .is_ok()
+        );
+        assert_eq!(rejected(json!({"Tags": many(48)})).property, "Tags");
         assert_eq!(rejected(json!({"Tags": {"a": "b"}})).property, "Tags");
         assert_eq!(rejected(json!({"Tags": ["a"]})).property, "Tags[0]");
         assert_eq!(
@@ -1338,8 +1370,6 @@ mod tests {
             rejected(json!({"Tags": [tag("Team", "a"), tag("team", "b")]})).property,
             "Tags[1]"
         );
-        let many: Vec<Value> = (0..47).map(|i| tag(&format!("k{i}"), "v")).collect();
-        assert_eq!(rejected(json!({"Tags": many})).property, "Tags");
         assert!(parse(json!({"Tags": [tag("team", ""), tag("a b:c/d", "x=y+z@w")]})).is_ok());
     }
 

@@ -270,6 +270,39 @@ def test_a_request_id_no_tag_value_can_hold_still_names_what_its_request_made(
     succeeded(delete(cfn, "odd", {"InstanceProfileName": "odd"})[1])
     assert moto.iam_snapshot() == {"roles": {}, "instance_profiles": {}}
 
+
+def test_a_resource_made_before_the_request_id_tag_keeps_its_47_tags(cfn, moto, iam):
+    """Profiles made before the request-id tag carry three of the function's tags, and templates
+    were allowed 47 Tags: such a resource's Updates go on with 47. One made now carries four, and
+    the same Update answers FAILED naming Tags before it changes anything."""
+    tags = [{"Key": f"k{i}", "Value": "v"} for i in range(47)]
+    old = {"InstanceProfileName": "older", "Tiers": ["WebTier"], "Tags": tags[:46]}
+    create(cfn, old)
+    # As the earlier version left it: no request-id tag, and the template's 47th tag.
+    for untag, tag, kind, name in ((iam.untag_role, iam.tag_role, "RoleName", "older"),
+                                   (iam.untag_instance_profile, iam.tag_instance_profile,
+                                    "InstanceProfileName", "older")):
+        untag(**{kind: name, "TagKeys": ["eb-instance-profile:request-id"]})
+        tag(**{kind: name, "Tags": tags[46:]})
+    old = {**old, "Tags": tags}
+    new = {**old, "Tiers": ["WebTier", "WorkerTier"]}
+
+    result, response = cfn.send("Update", new, physical_id="older", old_properties=old)
+
+    succeeded(response, result)
+    state = moto.iam_snapshot()
+    assert state["roles"]["older"]["managed_policies"] == sorted([WEB, WORKER])
+    assert len(state["instance_profiles"]["older"]["tags"]) == 50
+
+    create(cfn, {**old, "InstanceProfileName": "newer", "Tags": tags[:46]}, logical_id="Newer")
+    before = moto.iam_snapshot()
+    result, response = cfn.send("Update", {**new, "InstanceProfileName": "newer"}, physical_id="newer",
+                                old_properties={**old, "InstanceProfileName": "newer", "Tags": tags[:46]},
+                                logical_id="Newer")
+    failed(response, result)
+    assert response["Reason"].startswith("Tags:") and "51 tags" in response["Reason"], response["Reason"]
+    assert moto.iam_snapshot() == before
+
 # --- Update in place --------------------------------------------------------------------------
 
 def test_update_in_place_converges_every_property(cfn, moto, iam):

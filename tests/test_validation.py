@@ -187,6 +187,11 @@ VALID = {"InstanceProfileName": "upd-profile", "Tiers": ["WebTier"],
                  id="policy-not-allowed"),
     # A new name would mean replacement; an invalid one must stop before anything is made.
     pytest.param({"InstanceProfileName": "a b"}, "InstanceProfileName", id="invalid-new-name"),
+    # 47 fit only a profile made before the request-id tag: this one carries it (51 in all).
+    pytest.param({"Tags": [tag(f"k{i}") for i in range(47)]}, "Tags", id="tags-47"),
+    pytest.param({"Tags": [tag(f"k{i}") for i in range(48)]}, "Tags", id="tags-48"),
+    pytest.param({"InstanceProfileName": "upd-new", "Tags": [tag(f"k{i}") for i in range(47)]}, "Tags",
+                 id="tags-47-replacement"),
 ])
 def test_invalid_update_fails_and_keeps_the_resource(cfn, moto, changes, prop):
     """An Update with invalid new properties answers FAILED naming the property, keeps
