@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import re
 import threading
 import urllib.parse
 from typing import Callable, Container, Sequence
@@ -278,3 +279,28 @@ class Always:
 
     def __contains__(self, _number: object) -> bool:
         return True
+
+
+class StaleOwnTags:
+    """A proxy hook that makes the first GetRole of `role` come from a replica that has not seen
+    the function's tags yet (as IAM's eventual consistency allows right after a TagRole): the
+    answer goes through without the eb-instance-profile:* tags. Counts the reads it served so."""
+
+    _OWN_TAG = re.compile(rb"<member>\s*<Key>eb-instance-profile:[^<]*</Key>\s*<Value>[^<]*</Value>\s*</member>")
+
+    def __init__(self, role: str):
+        self.role = role
+        self.served = 0
+
+    def __call__(self, request: Request) -> Reply | None:
+        if request.action != "GetRole" or form_value(request, "RoleName") != self.role or self.served:
+            return None
+        self.served += 1
+        return _WithoutOwnTags()
+
+
+class _WithoutOwnTags(Reply):
+    def apply(self, exchange: Exchange) -> str:
+        status, headers, body = exchange.forward()
+        exchange.send(status, headers, StaleOwnTags._OWN_TAG.sub(b"", body))
+        return "injected stale tags"

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from faults import MutatingCalls, access_denied
+from faults import MutatingCalls, StaleOwnTags, access_denied
 from helpers import (ACCOUNT, DOCKER, EC2_TRUST, LAMBDA_TRUST, S3_READ, TAG_ADOPTED, TAG_LOGICAL_ID,
                      TAG_STACK_ID, WEB, WORKER, failed, make_profile, make_role, own_tags,
                      own_tags_but_request, succeeded, tag_list, trust_document, trusted_services)
@@ -504,4 +504,24 @@ def test_a_failing_second_delivery_of_a_succeeded_adopting_replacement_keeps_wha
                               request_id=request_id)
     failed(second, result)
     assert denied and "ListAttachedRolePolicies" in second["Reason"], second["Reason"]
+    assert moto.iam_snapshot() == after_first
+
+
+def test_a_second_delivery_that_reads_the_adopted_role_untagged_succeeds(start_function, proxy, cfn, moto, iam):
+    """An adopting Create answered SUCCESS is delivered again, and this delivery reads the role from
+    a replica that has not seen the adoption's tags: it tags it as adopted again, the execution role
+    denies that (the role is owned by now), and a read shows the tags in place, the first
+    delivery's request-id among them. Done: SUCCESS, and the role as the first delivery left it."""
+    default_profile(iam)
+    start_function(iam_proxy=proxy)
+    request_id = str(uuid.uuid4())
+    create(cfn, ADOPT, request_id=request_id)
+    after_first = moto.iam_snapshot()
+
+    stale = StaleOwnTags(DEFAULT)
+    proxy.hooks.append(stale)
+    result, second = cfn.send("Create", ADOPT, request_id=request_id)
+
+    succeeded(second, result)
+    assert stale.served == 1
     assert moto.iam_snapshot() == after_first
