@@ -131,8 +131,7 @@ impl Error {
             | Self::AdoptedBoundary { .. }
             | Self::Quota { .. }
             | Self::HoldsOtherRole { .. }
-            | Self::Adopted(_)
-            | Self::TagOverflow(_) => true,
+            | Self::Adopted(_) => true,
             // IAM refusing the input itself (a value too long for a tag, say) or a policy ARN.
             Self::Iam(e) => {
                 e.names_missing_policy() || e.is("ValidationError") || e.is("InvalidInput")
@@ -342,6 +341,10 @@ impl Change<'_> {
         let entity = "Instance profile";
         let raw_profile = existing?;
         check_owned(owner, entity, profile.as_str(), raw_profile.clone(), false)?;
+        if raw_profile.is_none() {
+            // Vanished: it is made again, with the request-id tag, as new entities are.
+            spec.check_new_entities()?;
+        }
         let role = spec
             .role_name
             .clone()

@@ -580,8 +580,20 @@ pub fn converge(
             tags
         }
     };
+    // Tags dropped from the template go after the new ones are set, unless the entity has no
+    // room for both at once: IAM counts its 50 at every TagRole. Then they go first.
+    let crowded =
+        |have: &Tags, set: &Tags| tag_count(have.keys().chain(set.keys())) > TAGS_PER_ENTITY;
     let role_tags = adopted_mark(desired.role_tags(), role.adopted(), &role.tags);
     let (set, remove) = tag_changes(&role_tags, &role.tags, old_tags);
+    if !remove.is_empty() {
+        let round = if crowded(&role.tags, &set) {
+            &mut empty_profile
+        } else {
+            &mut revoke
+        };
+        round.push(Step::UntagRole(remove));
+    }
     if !set.is_empty() {
         let round = if adopting(&role.tags) {
             &mut empty_profile
@@ -590,11 +602,16 @@ pub fn converge(
         };
         round.push(Step::TagRole(set));
     }
-    if !remove.is_empty() {
-        revoke.push(Step::UntagRole(remove));
-    }
     let profile_tags = adopted_mark(desired.profile_tags(), profile.adopted(), &profile.tags);
     let (set, remove) = tag_changes(&profile_tags, &profile.tags, old_tags);
+    if !remove.is_empty() {
+        let round = if crowded(&profile.tags, &set) {
+            &mut empty_profile
+        } else {
+            &mut revoke
+        };
+        round.push(Step::UntagProfile(remove));
+    }
     if !set.is_empty() {
         let round = if adopting(&profile.tags) {
             &mut empty_profile
@@ -602,9 +619,6 @@ pub fn converge(
             &mut grant
         };
         round.push(Step::TagProfile(set));
-    }
-    if !remove.is_empty() {
-        revoke.push(Step::UntagProfile(remove));
     }
 
     if let Some(old) = old {
@@ -779,17 +793,13 @@ pub fn adoption_conflict(
                 });
             }
         }
-        let keys: BTreeSet<String> = have
-            .keys()
-            .chain(wanted.keys())
-            .map(|k| k.to_ascii_lowercase())
-            .collect();
-        if keys.len() > TAGS_PER_ENTITY {
+        let total = tag_count(have.keys().chain(wanted.keys()));
+        if total > TAGS_PER_ENTITY {
             return Some(AdoptionConflict::TagQuota {
                 entity,
                 name: name.to_owned(),
                 have: have.len(),
-                total: keys.len(),
+                total,
             });
         }
     }
@@ -840,20 +850,26 @@ pub fn tag_overflow(
         .into_iter()
         .filter(|e| !e.0)
         .find_map(|(_, entity, name, have, wanted)| {
+            // What is left once the plan ran; dropped tags go first where both would not fit.
             let (set, remove) = tag_changes(&wanted, have, old_tags);
-            let total = have
-                .keys()
-                .filter(|k| !remove.contains(k))
-                .chain(set.keys())
-                .map(|k| k.to_ascii_lowercase())
-                .collect::<BTreeSet<_>>()
-                .len();
+            let total = tag_count(
+                have.keys()
+                    .filter(|k| !remove.contains(k))
+                    .chain(set.keys()),
+            );
             (total > TAGS_PER_ENTITY).then(|| TagOverflow {
                 entity,
                 name: name.to_owned(),
                 total,
             })
         })
+}
+
+/// How many tags `keys` are to IAM, which compares keys regardless of case.
+fn tag_count<'k>(keys: impl Iterator<Item = &'k String>) -> usize {
+    keys.map(|k| k.to_ascii_lowercase())
+        .collect::<BTreeSet<_>>()
+        .len()
 }
 
 /// Removes this resource's own tags from an adopted entity, which Delete otherwise leaves alone.
@@ -1522,10 +1538,41 @@ mod tests {
             owner().claim(profile).unwrap(),
         );
         assert!(with_desired(&s47, |d| tag_overflow(d, &role, &profile, Some(&s46))).is_none());
-        // Tags the old template listed and the new one drops make room.
+        // Tags the old template listed and the new one drops make room: at 50, they are removed
+        // before the new one is set, which IAM would refuse first.
         let fewer = spec(json!({"Tags": tags(47).as_array().unwrap()[1..].to_vec()}));
         let (role, profile) = applied(&s46);
         assert!(with_desired(&fewer, |d| tag_overflow(d, &role, &profile, Some(&s46))).is_none());
+        let plan = converge_on(&fewer, &role, &profile, Some(&s46));
+        let first = plan.rounds[0].clone();
+        assert!(
+            matches!(&first[..], [Step::UntagProfile(keys)] if keys == &["k0".to_owned()]),
+            "{plan:?}"
+        );
+        assert!(
+            plan.rounds[1..]
+                .iter()
+                .flatten()
+                .any(|s| matches!(s, Step::TagProfile(_)))
+        );
+        // The role has room for both: its tag goes first and the removal after.
+        let role_rounds: Vec<usize> = plan
+            .rounds
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                r.iter()
+                    .any(|s| matches!(s, Step::TagRole(_) | Step::UntagRole(_)))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(role_rounds.len(), 2, "{plan:?}");
+        assert!(matches!(
+            plan.rounds[role_rounds[0]]
+                .iter()
+                .find(|s| matches!(s, Step::TagRole(_) | Step::UntagRole(_))),
+            Some(Step::TagRole(_))
+        ));
     }
 
     #[test]

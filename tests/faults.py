@@ -284,7 +284,8 @@ class Always:
 class StaleOwnTags:
     """A proxy hook that makes the first GetRole of `role` come from a replica that has not seen
     the function's tags yet (as IAM's eventual consistency allows right after a TagRole): the
-    answer goes through without the eb-instance-profile:* tags. Counts the reads it served so."""
+    answer goes through without the eb-instance-profile:* tags. Counts the reads it served so
+    (those that had such tags to leave out)."""
 
     _OWN_TAG = re.compile(rb"<member>\s*<Key>eb-instance-profile:[^<]*</Key>\s*<Value>[^<]*</Value>\s*</member>")
 
@@ -295,12 +296,17 @@ class StaleOwnTags:
     def __call__(self, request: Request) -> Reply | None:
         if request.action != "GetRole" or form_value(request, "RoleName") != self.role or self.served:
             return None
-        self.served += 1
-        return _WithoutOwnTags()
+        return _WithoutOwnTags(self)
 
 
 class _WithoutOwnTags(Reply):
+    def __init__(self, hook: StaleOwnTags):
+        self.hook = hook
+
     def apply(self, exchange: Exchange) -> str:
         status, headers, body = exchange.forward()
-        exchange.send(status, headers, StaleOwnTags._OWN_TAG.sub(b"", body))
+        body, stripped = StaleOwnTags._OWN_TAG.subn(b"", body)
+        if stripped:
+            self.hook.served += 1
+        exchange.send(status, headers, body)
         return "injected stale tags"

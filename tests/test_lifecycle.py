@@ -294,6 +294,13 @@ def test_a_resource_made_before_the_request_id_tag_keeps_its_47_tags(cfn, moto, 
     assert state["roles"]["older"]["managed_policies"] == sorted([WEB, WORKER])
     assert len(state["instance_profiles"]["older"]["tags"]) == 50
 
+    # At 50, one tag swapped for another: the old one goes before the new one is set.
+    swapped = {**new, "Tags": [*tags[1:], {"Key": "k47", "Value": "v"}]}
+    result, response = cfn.send("Update", swapped, physical_id="older", old_properties=new)
+    succeeded(response, result)
+    profile_tags = moto.iam_snapshot()["instance_profiles"]["older"]["tags"]
+    assert "k47" in profile_tags and "k0" not in profile_tags and len(profile_tags) == 50
+
     create(cfn, {**old, "InstanceProfileName": "newer", "Tags": tags[:46]}, logical_id="Newer")
     before = moto.iam_snapshot()
     result, response = cfn.send("Update", {**new, "InstanceProfileName": "newer"}, physical_id="newer",
