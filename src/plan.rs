@@ -582,43 +582,35 @@ pub fn converge(
     };
     // Tags dropped from the template go after the new ones are set, unless the entity has no
     // room for both at once: IAM counts its 50 at every TagRole. Then they go first.
-    let crowded =
-        |have: &Tags, set: &Tags| tag_count(have.keys().chain(set.keys())) > TAGS_PER_ENTITY;
-    let role_tags = adopted_mark(desired.role_tags(), role.adopted(), &role.tags);
-    let (set, remove) = tag_changes(&role_tags, &role.tags, old_tags);
-    if !remove.is_empty() {
-        let round = if crowded(&role.tags, &set) {
-            &mut empty_profile
-        } else {
-            &mut revoke
-        };
-        round.push(Step::UntagRole(remove));
-    }
-    if !set.is_empty() {
-        let round = if adopting(&role.tags) {
-            &mut empty_profile
-        } else {
-            &mut grant
-        };
-        round.push(Step::TagRole(set));
-    }
-    let profile_tags = adopted_mark(desired.profile_tags(), profile.adopted(), &profile.tags);
-    let (set, remove) = tag_changes(&profile_tags, &profile.tags, old_tags);
-    if !remove.is_empty() {
-        let round = if crowded(&profile.tags, &set) {
-            &mut empty_profile
-        } else {
-            &mut revoke
-        };
-        round.push(Step::UntagProfile(remove));
-    }
-    if !set.is_empty() {
-        let round = if adopting(&profile.tags) {
-            &mut empty_profile
-        } else {
-            &mut grant
-        };
-        round.push(Step::TagProfile(set));
+    type TagSteps = (fn(Tags) -> Step, fn(Vec<String>) -> Step);
+    let entities: [(&Tags, Tags, TagSteps); 2] = [
+        (
+            &role.tags,
+            adopted_mark(desired.role_tags(), role.adopted(), &role.tags),
+            (Step::TagRole, Step::UntagRole),
+        ),
+        (
+            &profile.tags,
+            adopted_mark(desired.profile_tags(), profile.adopted(), &profile.tags),
+            (Step::TagProfile, Step::UntagProfile),
+        ),
+    ];
+    for (have, wanted, (tag, untag)) in entities {
+        let (set, remove) = tag_changes(&wanted, have, old_tags);
+        if !remove.is_empty() {
+            if tag_count(have.keys().chain(set.keys())) > TAGS_PER_ENTITY {
+                empty_profile.push(untag(remove));
+            } else {
+                revoke.push(untag(remove));
+            }
+        }
+        if !set.is_empty() {
+            if adopting(have) {
+                empty_profile.push(tag(set));
+            } else {
+                grant.push(tag(set));
+            }
+        }
     }
 
     if let Some(old) = old {
