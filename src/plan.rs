@@ -348,15 +348,47 @@ impl Desired<'_> {
         tags
     }
 
-    /// `tags` with the adopted mark, and, on an entity this delivery is taking over, its request-id
-    /// tag: a failed replacement gives back what it adopted by that tag, and leaves what an earlier
-    /// delivery adopted (which may have answered SUCCESS). Set once, like the ownership tags.
-    fn with_adopted_mark(&self, mut tags: Tags, taking_over: bool) -> Tags {
-        tags.insert(TAG_ADOPTED.into(), "true".into());
-        if taking_over {
-            tags = self.with_request_id(tags);
-        }
-        tags
+    /// The role and the profile with the tags they have and those they are to carry: the
+    /// template's and the function's own; on an adopted entity the adopted mark too, and on one
+    /// this delivery is taking over its request-id tag (a failed replacement gives back what it
+    /// adopted by that tag, and leaves what an earlier delivery adopted, which may have answered
+    /// SUCCESS). The request-id tag is set once, like the ownership tags.
+    fn entity_tags<'e>(
+        &self,
+        role: &'e Owned<RoleState>,
+        profile: &'e Owned<ProfileState>,
+    ) -> [EntityTags<'e>; 2] {
+        let entity = |kind, name, adopted, have: &'e Tags, mut wanted: Tags| {
+            if adopted {
+                wanted.insert(TAG_ADOPTED.into(), "true".into());
+                if !self.owner.owns(have) {
+                    wanted = self.with_request_id(wanted);
+                }
+            }
+            EntityTags {
+                kind,
+                name,
+                adopted,
+                have,
+                wanted,
+            }
+        };
+        [
+            entity(
+                Entity::Role,
+                self.target.role.to_string(),
+                role.adopted(),
+                &role.tags,
+                self.role_tags(),
+            ),
+            entity(
+                Entity::Profile,
+                self.target.profile.to_string(),
+                profile.adopted(),
+                &profile.tags,
+                self.profile_tags(),
+            ),
+        ]
     }
 
     /// The state of a role this request has just created: everything CreateRole sets is in place,
@@ -572,43 +604,22 @@ pub fn converge(
     let old_tags = old.map(|o| &o.tags);
     // An entity being adopted is tagged as this resource's in a round of its own, before any
     // other change: the execution role allows changes only to entities that carry the tags.
-    let adopting = |tags: &Tags| !desired.owner.owns(tags);
-    let adopted_mark = |tags: Tags, adopted: bool, have: &Tags| {
-        if adopted {
-            desired.with_adopted_mark(tags, adopting(have))
-        } else {
-            tags
-        }
-    };
     // Tags dropped from the template go after the new ones are set, unless the entity has no
     // room for both at once: IAM counts its 50 at every TagRole. Then they go first.
-    type TagSteps = (fn(Tags) -> Step, fn(Vec<String>) -> Step);
-    let entities: [(&Tags, Tags, TagSteps); 2] = [
-        (
-            &role.tags,
-            adopted_mark(desired.role_tags(), role.adopted(), &role.tags),
-            (Step::TagRole, Step::UntagRole),
-        ),
-        (
-            &profile.tags,
-            adopted_mark(desired.profile_tags(), profile.adopted(), &profile.tags),
-            (Step::TagProfile, Step::UntagProfile),
-        ),
-    ];
-    for (have, wanted, (tag, untag)) in entities {
-        let (set, remove) = tag_changes(&wanted, have, old_tags);
+    for e in desired.entity_tags(role, profile) {
+        let (set, remove) = tag_changes(&e.wanted, e.have, old_tags);
         if !remove.is_empty() {
-            if tag_count(have.keys().chain(set.keys())) > TAGS_PER_ENTITY {
-                empty_profile.push(untag(remove));
+            if tag_count(e.have.keys().chain(set.keys())) > TAGS_PER_ENTITY {
+                empty_profile.push(e.kind.untag(remove));
             } else {
-                revoke.push(untag(remove));
+                revoke.push(e.kind.untag(remove));
             }
         }
         if !set.is_empty() {
-            if adopting(have) {
-                empty_profile.push(tag(set));
+            if desired.owner.owns(e.have) {
+                grant.push(e.kind.tag(set));
             } else {
-                grant.push(tag(set));
+                empty_profile.push(e.kind.tag(set));
             }
         }
     }
@@ -750,34 +761,19 @@ pub fn adoption_conflict(
             });
         }
     }
-    // What the entity will carry: the template's tags and the function's own, the request-id tag
-    // too on one being taken over now.
-    let adopted_mark =
-        |tags: Tags, have: &Tags| desired.with_adopted_mark(tags, !desired.owner.owns(have));
-    let entities = [
-        (
-            role.adopted(),
-            "role",
-            target.role.as_str(),
-            &role.tags,
-            adopted_mark(desired.role_tags(), &role.tags),
-        ),
-        (
-            profile.adopted(),
-            "instance profile",
-            target.profile.as_str(),
-            &profile.tags,
-            adopted_mark(desired.profile_tags(), &profile.tags),
-        ),
-    ];
-    for (_, entity, name, have, wanted) in entities.into_iter().filter(|e| e.0) {
+    for e in desired.entity_tags(role, profile) {
+        if !e.adopted {
+            continue;
+        }
+        let (entity, name) = (e.kind.noun(), e.name);
         for (key, want) in &spec.tags {
-            if let Some((have_key, value)) = have.iter().find(|(k, _)| k.eq_ignore_ascii_case(key))
+            if let Some((have_key, value)) =
+                e.have.iter().find(|(k, _)| k.eq_ignore_ascii_case(key))
                 && value != want
             {
                 return Some(AdoptionConflict::TagValue {
                     entity,
-                    name: name.to_owned(),
+                    name,
                     key: key.clone(),
                     have_key: have_key.clone(),
                     have: shown(value),
@@ -785,12 +781,13 @@ pub fn adoption_conflict(
                 });
             }
         }
-        let total = tag_count(have.keys().chain(wanted.keys()));
+        // The entity's tags with all it is to carry.
+        let total = tag_count(e.have.keys().chain(e.wanted.keys()));
         if total > TAGS_PER_ENTITY {
             return Some(AdoptionConflict::TagQuota {
                 entity,
-                name: name.to_owned(),
-                have: have.len(),
+                name,
+                have: e.have.len(),
                 total,
             });
         }
@@ -822,39 +819,66 @@ pub fn tag_overflow(
     old: Option<&Spec>,
 ) -> Option<TagOverflow> {
     let old_tags = old.map(|o| &o.tags);
-    let entities = [
-        (
-            role.adopted(),
-            "role",
-            desired.target.role.as_str(),
-            &role.tags,
-            desired.role_tags(),
-        ),
-        (
-            profile.adopted(),
-            "instance profile",
-            desired.target.profile.as_str(),
-            &profile.tags,
-            desired.profile_tags(),
-        ),
-    ];
-    entities
+    desired
+        .entity_tags(role, profile)
         .into_iter()
-        .filter(|e| !e.0)
-        .find_map(|(_, entity, name, have, wanted)| {
+        .filter(|e| !e.adopted)
+        .find_map(|e| {
             // What is left once the plan ran; dropped tags go first where both would not fit.
-            let (set, remove) = tag_changes(&wanted, have, old_tags);
+            let (set, remove) = tag_changes(&e.wanted, e.have, old_tags);
             let total = tag_count(
-                have.keys()
+                e.have
+                    .keys()
                     .filter(|k| !remove.contains(k))
                     .chain(set.keys()),
             );
             (total > TAGS_PER_ENTITY).then(|| TagOverflow {
-                entity,
-                name: name.to_owned(),
+                entity: e.kind.noun(),
+                name: e.name,
                 total,
             })
         })
+}
+
+/// The two entities of a resource, where the plan treats them alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entity {
+    Role,
+    Profile,
+}
+
+impl Entity {
+    /// As IAM's messages and the Reasons name it.
+    fn noun(self) -> &'static str {
+        match self {
+            Self::Role => "role",
+            Self::Profile => "instance profile",
+        }
+    }
+
+    fn tag(self, tags: Tags) -> Step {
+        match self {
+            Self::Role => Step::TagRole(tags),
+            Self::Profile => Step::TagProfile(tags),
+        }
+    }
+
+    fn untag(self, keys: Vec<String>) -> Step {
+        match self {
+            Self::Role => Step::UntagRole(keys),
+            Self::Profile => Step::UntagProfile(keys),
+        }
+    }
+}
+
+/// A role or profile with the tags it has and those a build is to leave on it
+/// ([`Desired::entity_tags`]).
+struct EntityTags<'a> {
+    kind: Entity,
+    name: String,
+    adopted: bool,
+    have: &'a Tags,
+    wanted: Tags,
 }
 
 /// How many tags `keys` are to IAM, which compares keys regardless of case.
