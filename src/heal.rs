@@ -434,11 +434,12 @@ async fn owned_role(
 ) -> Result<Result<Owned<RoleState>, Skip>, IamError> {
     let what = format!("role {name}");
     // CloudTrail recorded a change to it: a read that misses it may be a replica behind.
-    let read = || iam.role(name);
-    Ok(match iam.read_expecting(READ_RETRIES, read).await? {
-        None => Err(Skip::Gone(what)),
-        Some(state) => owned(state, &what, me.adopted),
-    })
+    Ok(
+        match iam.read_expecting(READ_RETRIES, || iam.role(name)).await? {
+            None => Err(Skip::Gone(what)),
+            Some(state) => owned(state, &what, me.adopted),
+        },
+    )
 }
 
 async fn undo_inner(
